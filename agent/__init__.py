@@ -1,0 +1,1 @@
+"""LLM backends, mutators (offline and LLM), targeted requests and the CLI."""

@@ -1,0 +1,1 @@
+"""The ``archlore`` command line (Typer + rich)."""

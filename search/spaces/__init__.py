@@ -1,0 +1,1 @@
+"""Built-in search spaces; importing this package registers them."""
