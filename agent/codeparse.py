@@ -1,0 +1,286 @@
+"""Turning an LLM answer into candidate code.
+
+Two answer shapes are understood:
+- full code: with or without Markdown fences, with prose around it, possibly several classes
+  (crossover answers often repeat the parents); the module is cut down to the ``Net`` class and
+  what it needs (imports, helper classes/functions/constants it references).
+- SEARCH/REPLACE blocks (aider-style) applied to the parent source::
+
+      <<<<<<< SEARCH
+      old lines
+      =======
+      new lines
+      >>>>>>> REPLACE
+
+Failures raise ``CodeParseError`` / ``EditApplyError`` with a reason precise enough to send
+back to the model (which block, the closest line of the parent).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass
+
+FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+BLOCK_RE = re.compile(
+    r"^[ \t]*<{5,9} ?SEARCH[^\n]*\n(.*?)^[ \t]*={5,9}[ \t]*\n(.*?)^[ \t]*>{5,9} ?REPLACE[^\n]*$",
+    re.S | re.M)
+CODE_START_RE = re.compile(r"^(import |from \w[\w.]* import |class \w|def \w|@\w)", re.M)
+
+
+class CodeParseError(ValueError):
+    """The answer holds no usable Net code; the message says why."""
+
+
+class EditApplyError(ValueError):
+    """A SEARCH/REPLACE block does not apply to the parent; the message says which and why."""
+
+
+@dataclass
+class EditBlock:
+    search: str
+    replace: str
+    index: int  # 1-based position in the answer
+
+
+def has_edit_blocks(text: str) -> bool:
+    return "SEARCH" in text and bool(re.search(r"^[ \t]*<{5,9} ?SEARCH", text, re.M))
+
+
+def parse_edit_blocks(text: str) -> list[EditBlock]:
+    """All complete SEARCH/REPLACE blocks in ``text``; an unterminated last block is an error."""
+    blocks = [EditBlock(m.group(1), m.group(2), i)
+              for i, m in enumerate(BLOCK_RE.finditer(text), 1)]
+    opened = len(re.findall(r"^[ \t]*<{5,9} ?SEARCH", text, re.M))
+    if opened > len(blocks):
+        raise EditApplyError(
+            f"{opened} SEARCH blocks opened but only {len(blocks)} complete "
+            f"(each needs '=======' and '>>>>>>> REPLACE'); the answer looks truncated")
+    return blocks
+
+
+def apply_edit_blocks(source: str, blocks: list[EditBlock]) -> str:
+    """Apply blocks in order. Exact match first, then a match ignoring trailing whitespace and
+    a uniform indentation shift. Raises EditApplyError naming the block and the closest line."""
+    if not blocks:
+        raise EditApplyError("no SEARCH/REPLACE blocks found")
+    for block in blocks:
+        source = _apply_one(source, block)
+    return source
+
+
+def _apply_one(source: str, block: EditBlock) -> str:
+    search = block.search
+    if not search.strip():
+        raise EditApplyError(f"block {block.index}: SEARCH part is empty; quote the lines to change")
+    count = source.count(search)
+    if count == 1:
+        return source.replace(search, block.replace, 1)
+    if count > 1:
+        raise EditApplyError(
+            f"block {block.index}: SEARCH text occurs {count} times in the parent; "
+            f"include more surrounding lines so it is unique")
+    src_lines = source.splitlines(keepends=True)
+    s_lines = search.splitlines()
+    while s_lines and not s_lines[-1].strip():
+        s_lines.pop()
+    while s_lines and not s_lines[0].strip():
+        s_lines.pop(0)
+    r_lines = block.replace.splitlines(keepends=True)
+    matches = [i for i in range(len(src_lines) - len(s_lines) + 1)
+               if _loose_equal(src_lines[i:i + len(s_lines)], s_lines)]
+    if len(matches) == 1:
+        i = matches[0]
+        shift = _indent_delta(src_lines[i:i + len(s_lines)], s_lines)
+        new = [_reindent(line, shift) for line in r_lines]
+        if new and not new[-1].endswith("\n"):
+            new[-1] += "\n"
+        return "".join(src_lines[:i] + new + src_lines[i + len(s_lines):])
+    if len(matches) > 1:
+        raise EditApplyError(
+            f"block {block.index}: SEARCH text matches {len(matches)} places (lines "
+            f"{', '.join(str(m + 1) for m in matches[:5])}); include more surrounding lines")
+    raise EditApplyError(_mismatch_reason(src_lines, s_lines, block.index))
+
+
+def _loose_equal(window: list[str], search: list[str]) -> bool:
+    a = [w.rstrip() for w in window]
+    b = [s.rstrip() for s in search]
+    if [x.strip() for x in a] != [y.strip() for y in b]:
+        return False
+    # Same relative indentation: the block may be shifted as a whole, not re-shaped.
+    deltas = {len(x) - len(x.lstrip()) - (len(y) - len(y.lstrip()))
+              for x, y in zip(a, b, strict=True) if x.strip()}
+    return len(deltas) <= 1
+
+
+def _indent(line: str) -> str:
+    return line[:len(line) - len(line.lstrip())]
+
+
+def _first_nonblank(lines: list[str]) -> int:
+    return next((i for i, line in enumerate(lines) if line.strip()), 0)
+
+
+def _indent_delta(window: list[str], search: list[str]) -> int:
+    i = _first_nonblank(search)
+    return len(_indent(window[i])) - len(_indent(search[i]))
+
+
+def _reindent(line: str, shift: int) -> str:
+    if shift > 0 and line.strip():
+        return " " * shift + line
+    if shift < 0 and line.strip():
+        return line[min(-shift, len(_indent(line))):]
+    return line
+
+
+def _mismatch_reason(src_lines: list[str], s_lines: list[str], index: int) -> str:
+    """Say which SEARCH line first fails to match and which parent line is closest to it."""
+    plain = [line.rstrip("\n") for line in src_lines]
+    stripped = [p.strip() for p in plain]
+    for s in s_lines:
+        if s.strip() and s.strip() not in stripped:
+            close = difflib.get_close_matches(s.strip(), stripped, n=1, cutoff=0.0)
+            where = ""
+            if close:
+                n = stripped.index(close[0]) + 1
+                where = f"; closest parent line {n}: {plain[n - 1].strip()!r}"
+            return (f"block {index}: SEARCH line {s.strip()!r} is not in the parent{where}. "
+                    f"SEARCH must copy the parent's lines exactly")
+    return (f"block {index}: every SEARCH line exists in the parent but not as one contiguous "
+            f"run in this order (starting near parent line "
+            f"{stripped.index(s_lines[_first_nonblank(s_lines)].strip()) + 1}); copy a "
+            f"contiguous run of lines")
+
+
+# ---------------------------------------------------------------- full code
+
+
+def extract_code(text: str, class_name: str = "Net") -> str:
+    """Return a Python module defining ``class_name`` extracted from an answer.
+
+    Raises CodeParseError: no code, a truncated answer, a syntax error (with line), no Net.
+    """
+    candidates = _code_candidates(text)
+    if not candidates:
+        raise CodeParseError("the answer contains no Python code (no fence, no import/class line)")
+    with_net = [c for c in candidates if re.search(rf"^\s*class\s+{class_name}\b", c[0], re.M)]
+    with_any = [c for c in candidates if re.search(r"^\s*class\s+\w*Net\w*\s*\(", c[0], re.M)]
+    code, closed = (with_net or with_any or candidates)[-1]
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        if not closed or _looks_truncated(code, e):
+            raise CodeParseError(
+                f"the answer looks truncated (code stops at line {code.count(chr(10)) + 1}: "
+                f"{code.rstrip().splitlines()[-1].strip()[:80]!r}); answer with the complete "
+                f"code") from e
+        raise CodeParseError(f"syntax error at line {e.lineno}: {e.msg}: "
+                             f"{(e.text or '').strip()[:80]!r}") from e
+    return prune_to_net(tree, class_name, code)
+
+
+def _code_candidates(text: str) -> list[tuple[str, bool]]:
+    """(code, fence_was_closed) pieces of the answer, in order."""
+    fenced = []
+    for m in FENCE_RE.finditer(text):
+        lang, body = m.group(1).lower(), m.group(2)
+        if lang and lang not in ("python", "py", "python3"):
+            continue
+        fenced.append((body, m.group(0).endswith("```")))
+    if fenced:
+        return fenced
+    m = CODE_START_RE.search(text)
+    if not m:
+        return []
+    return [(_drop_trailing_prose(text[m.start():]), True)]
+
+
+def _drop_trailing_prose(code: str) -> str:
+    """Unfenced answers often end with an explanation; cut at the first prose paragraph."""
+    lines = code.splitlines()
+    for i in range(1, len(lines)):
+        prev_blank = not lines[i - 1].strip()
+        line = lines[i]
+        if prev_blank and line and not line[0].isspace() and not CODE_START_RE.match(line) \
+                and not re.match(r"^[A-Za-z_][\w.]*\s*(=|\()|^#|^if |^@|^\)|^\]", line):
+            return "\n".join(lines[:i])
+    return code
+
+
+def _looks_truncated(code: str, error: SyntaxError) -> bool:
+    last = code.rstrip().splitlines()[-1] if code.strip() else ""
+    at_end = error.lineno is not None and error.lineno >= code.rstrip().count("\n") + 1
+    return at_end and ("EOF" in (error.msg or "") or "was never closed" in (error.msg or "")
+                       or last.rstrip().endswith((",", "(", "[", ":", "=", "+", "\\")))
+
+
+def prune_to_net(tree: ast.Module, class_name: str = "Net", source: str | None = None) -> str:
+    """Keep imports, constants and the definitions ``class_name`` needs (transitively).
+
+    If no class is named ``class_name`` but exactly one ``*Net*`` class remains after dropping
+    classes that other classes' names suggest are parents (``Net1``, ``Net2`` in a crossover
+    answer), the last ``*Net*`` class is renamed to ``class_name``.
+    """
+    defs = {n.name: n for n in tree.body
+            if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    renamed = class_name not in defs
+    if renamed:
+        nets = [n for n in tree.body if isinstance(n, ast.ClassDef) and "net" in n.name.lower()]
+        if not nets:
+            raise CodeParseError(f"the code defines no class {class_name!r} "
+                                 f"(classes: {', '.join(sorted(defs)) or 'none'})")
+        chosen = nets[-1]
+        _rename(tree, chosen.name, class_name)
+        defs = {n.name: n for n in tree.body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    needed: set[str] = set()
+    todo = [class_name]
+    while todo:
+        name = todo.pop()
+        if name in needed or name not in defs:
+            continue
+        needed.add(name)
+        todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
+        todo.extend(n.attr for n in ast.walk(defs[name]) if isinstance(n, ast.Attribute))
+    kept = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            kept.append(node)
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.name in needed:
+                kept.append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_constant_def(node):
+            kept.append(node)
+        # dropped: `if __name__ == ...`, prints, `model = Net()`, other statements
+    if source is None or renamed:
+        return ast.unparse(ast.Module(body=kept, type_ignores=[])) + "\n"
+    lines = source.splitlines()
+    pieces = []
+    for node in kept:  # original text of each kept statement, comments inside included
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        pieces.append("\n".join(lines[start - 1:node.end_lineno]))
+    return "\n".join(p if not p.startswith(("class ", "def ", "@")) else "\n" + p
+                     for p in pieces).strip() + "\n"
+
+
+def _is_constant_def(node: ast.Assign | ast.AnnAssign) -> bool:
+    value = node.value
+    return value is not None and not any(isinstance(n, ast.Call) for n in ast.walk(value))
+
+
+def _rename(tree: ast.Module, old: str, new: str) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == old:
+            node.name = new
+        elif isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+
+
+def strip_fences(text: str) -> str:
+    """The first fenced block's body, or the text itself when unfenced."""
+    m = FENCE_RE.search(text)
+    return m.group(2) if m else text

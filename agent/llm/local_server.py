@@ -1,0 +1,147 @@
+"""A small OpenAI-compatible HTTP server with scripted answers, on 127.0.0.1.
+
+Used by the tests (the openai backend is exercised over real HTTP) and by
+``benchmarks/bench_llm.py`` when no endpoint is configured. Not a model: it replays the
+answers it is given, in order, or asks a ``responder`` callable.
+
+    with ScriptedServer(["hello", Reply(status=429, headers={"Retry-After": "0.2"}), "ok"]) as srv:
+        OpenAIModel(base_url=srv.base_url, model="m").chat([...])
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    """One scripted HTTP answer. ``text`` becomes the assistant message; ``body`` (raw)
+    overrides the whole JSON body (for malformed-body tests)."""
+
+    text: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    delay_s: float = 0.0  # sleep before answering (timeout tests)
+    prompt_tokens: int | None = None  # default: words in the prompt
+    completion_tokens: int | None = None  # default: words in the answer
+    finish_reason: str = "stop"
+
+
+Responder = Callable[[dict], "Reply | str"]
+
+
+@dataclass
+class Received:
+    at: float  # time.monotonic() when the request arrived
+    path: str
+    body: dict
+
+
+class ScriptedServer:
+    def __init__(self, script: list[Reply | str] | None = None,
+                 responder: Responder | None = None, model: str = "scripted") -> None:
+        self.script: list[Reply | str] = list(script or [])
+        self.responder = responder
+        self.model = model
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _next_reply(self, body: dict) -> Reply:
+        with self._lock:
+            item = self.script.pop(0) if self.script else None
+        if item is None and self.responder is not None:
+            item = self.responder(body)
+        if item is None:
+            return Reply(status=500, body=json.dumps(
+                {"error": {"message": "scripted server: script exhausted", "type": "server"}}))
+        return Reply(text=item) if isinstance(item, str) else item
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:  # /v1/models, as some clients probe it
+                self._send(200, {}, json.dumps({"object": "list", "data": [
+                    {"id": server.model, "object": "model", "owned_by": "archlore"}]}))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    self._send(400, {}, json.dumps({"error": {"message": "bad JSON"}}))
+                    return
+                server.requests.append(Received(time.monotonic(), self.path, body))
+                reply = server._next_reply(body)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                payload = reply.body if reply.body is not None else json.dumps(
+                    _completion(reply, body, server.model) if reply.status == 200 else
+                    {"error": {"message": reply.text or f"scripted HTTP {reply.status}",
+                               "type": "scripted"}})
+                self._send(reply.status, reply.headers, payload)
+
+            def _send(self, status: int, headers: dict[str, str], payload: str) -> None:
+                data = payload.encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # client gave up (timeout)
+                    pass
+
+        return Handler
+
+
+def _completion(reply: Reply, request: dict, model: str) -> dict:
+    prompt_words = sum(len(str(m.get("content", "")).split())
+                       for m in request.get("messages", []))
+    prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_words
+    completion_tokens = (reply.completion_tokens if reply.completion_tokens is not None
+                         else len(reply.text.split()))
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", model),
+        "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                     "message": {"role": "assistant", "content": reply.text}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }

@@ -1,0 +1,91 @@
+"""Record / replay: every request and response in a cassette (JSONL), replayable offline.
+
+A cassette line: ``{"key": sha256(request), "request": {...}, "response": ChatResponse}``.
+The key hashes the canonical JSON of (messages, temperature, max_tokens, response_format,
+model id), so the same run asks the same questions and gets the same answers back: a run
+replayed from a cassette reproduces the same candidates with no server. Repeated identical
+requests are answered in recorded order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from agent.llm.base import ChatResponse, LLMError, Message, Model
+
+
+class CassetteMiss(LLMError):
+    """The replayed run asked something the cassette does not hold."""
+
+
+def request_key(messages: list[Message], temperature: float, max_tokens: int | None,
+                response_format: dict | None) -> str:
+    """sha256 (hex) of the canonical request; the model id is not part of it, so a
+    cassette recorded against one server name replays under any backend name."""
+    canonical = json.dumps({"messages": messages, "temperature": temperature,
+                            "max_tokens": max_tokens, "response_format": response_format},
+                           sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RecordingModel(Model):
+    """Wraps any Model; appends each request/response to ``cassette`` (JSONL)."""
+
+    name = "record"
+
+    def __init__(self, inner: Model, cassette: str | Path) -> None:
+        super().__init__(budget=None)  # the inner model enforces its own budget
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.path = Path(cassette)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _complete(self, messages: list[Message], *, temperature: float,
+                  max_tokens: int | None, response_format: dict | None) -> ChatResponse:
+        response = self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens,
+                                   response_format=response_format)
+        line = {"key": request_key(messages, temperature, max_tokens, response_format),
+                "request": {"messages": messages, "temperature": temperature,
+                            "max_tokens": max_tokens, "response_format": response_format},
+                "response": response.model_dump(mode="json")}
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return response.model_copy(deep=True)
+
+
+class ReplayModel(Model):
+    """Answers from a cassette; no server. A request not in the cassette raises CassetteMiss."""
+
+    name = "replay"
+
+    def __init__(self, cassette: str | Path) -> None:
+        super().__init__(budget=None)
+        self.path = Path(cassette)
+        if not self.path.is_file():
+            raise LLMError(f"replay cassette not found: {self.path}")
+        self._answers: dict[str, list[ChatResponse]] = defaultdict(list)
+        for n, raw in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+                self._answers[line["key"]].append(ChatResponse.model_validate(line["response"]))
+            except (json.JSONDecodeError, KeyError, ValueError) as e:
+                raise LLMError(f"cassette {self.path} line {n} is not a recorded call: {e}") from e
+        first = next(iter(self._answers.values()), None)
+        self.model_id = first[0].model if first else "replay"
+
+    def _complete(self, messages: list[Message], *, temperature: float,
+                  max_tokens: int | None, response_format: dict | None) -> ChatResponse:
+        key = request_key(messages, temperature, max_tokens, response_format)
+        queue = self._answers.get(key)
+        if not queue:
+            last = str(messages[-1].get("content", ""))[:120].replace("\n", " ")
+            raise CassetteMiss(
+                f"replay cassette {self.path} has no (more) recorded answer for request "
+                f"{key[:12]} (last message starts: {last!r}); the run diverged from the "
+                f"recording or the cassette is from another configuration")
+        return queue.pop(0).model_copy(deep=True)
