@@ -1,0 +1,378 @@
+"""The open-ended search space: ArchSpec architectures rendered to PyTorch ``Net`` code.
+
+``OpenSpace`` (registered as ``"open"``) offers seeds, random sampling, rendering, a cheap MACs
+estimate (torch's FlopCounterMode on the meta device, MACs per image = FLOPs / 2, the
+evaluator's convention), descriptors for quality-diversity archives, crossover, and the named
+structural *moves* behind Pareto-aware mutation: ``shrink`` (cut MACs) and ``grow`` (gain
+capacity). The spec and its edit language live in ``open_spec``, the renderer in ``open_render``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from search.protocol import Constraints
+from search.registry import register_space
+from search.spaces.open_render import channels, render
+from search.spaces.open_spec import ArchSpec, Head, Init, Stage, Stem, apply_edit, apply_edits
+
+__all__ = ["ArchSpec", "Stage", "Stem", "Head", "Init", "OpenSpace", "apply_edit", "apply_edits",
+           "render", "measure", "SHRINK_MOVES", "GROW_MOVES", "INVERSE_MOVE"]
+
+Move = Callable[[ArchSpec, Constraints], "ArchSpec | None"]
+
+
+# ----------------------------------------------------------------------------------------------
+# cost
+
+
+@lru_cache(maxsize=4096)
+def _measure_cached(code: str, in_channels: int, num_classes: int, size: int) -> tuple[int, int]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<archspec>", "exec"), namespace)  # our own rendered code, not a candidate's
+    with torch.device("meta"):
+        net = namespace["Net"](num_classes=num_classes, in_channels=in_channels)
+        x = torch.empty(1, in_channels, size, size)
+    net.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net(x)
+    params = sum(p.numel() for p in net.parameters())
+    return counter.get_total_flops() // 2, params
+
+
+def measure(spec: ArchSpec, constraints: Constraints) -> tuple[int, int]:
+    """(MACs per image, parameter count) of ``spec`` at the constraints' input shape."""
+    return _measure_cached(render(spec), constraints.in_channels, constraints.num_classes,
+                           constraints.image_size)
+
+
+def fits(spec: ArchSpec, constraints: Constraints) -> bool:
+    macs, params = measure(spec, constraints)
+    if constraints.max_mmacs is not None and macs > constraints.max_mmacs * 1e6:
+        return False
+    return constraints.max_params is None or params <= constraints.max_params
+
+
+# ----------------------------------------------------------------------------------------------
+# named structural moves (each returns None when it does not apply)
+
+
+def _edit(spec: ArchSpec, op: str, path: str, value: Any) -> ArchSpec | None:
+    from knowledge.schema import ArchEdit
+
+    try:
+        new = apply_edit(spec, ArchEdit(op=op, path=path, value=value))
+    except ValueError:
+        return None
+    return None if new.key() == spec.key() else new
+
+
+def _final_size(spec: ArchSpec, c: Constraints) -> float:
+    size = c.image_size * spec.resolution / spec.stem.stride
+    return size / 2 ** sum(s.stride == 2 for s in spec.stages)
+
+
+def _pick_stage(spec: ArchSpec, key: Callable[[Stage], float], ok: Callable[[Stage], bool]) -> int | None:
+    idx = [i for i, s in enumerate(spec.stages) if ok(s)]
+    return max(idx, key=lambda i: (key(spec.stages[i]), i)) if idx else None
+
+
+def _narrower(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    new = _edit(spec, "scale", "stages[*].channels", 0.75)
+    return _edit(new, "scale", "stem.channels", 0.75) or new if new else None
+
+
+def _wider(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    new = _edit(spec, "scale", "stages[*].channels", 1.25)
+    return _edit(new, "scale", "stem.channels", 1.25) or new if new else None
+
+
+def _shallower(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: s.depth, lambda s: s.depth > 1)
+    return None if i is None else _edit(spec, "add", f"stages[{i}].depth", -1)
+
+
+def _deeper(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: -s.depth, lambda s: s.depth < 8)
+    return None if i is None else _edit(spec, "add", f"stages[{i}].depth", 1)
+
+
+def _lower_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: s.expand, lambda s: s.expand > 1 and s.block not in ("plain", "basic", "dwsep"))
+    return None if i is None else _edit(spec, "scale", f"stages[{i}].expand", 0.5)
+
+
+def _higher_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: -s.expand, lambda s: s.block in ("bottleneck", "mbconv", "convnext", "dense", "inception"))
+    return None if i is None else _edit(spec, "scale", f"stages[{i}].expand", 1.5)
+
+
+def _smaller_kernel(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: s.kernel, lambda s: s.kernel > 3)
+    return None if i is None else _edit(spec, "set", f"stages[{i}].kernel", 3)
+
+
+def _larger_kernel(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: -s.kernel, lambda s: s.kernel < 7)
+    return None if i is None else _edit(spec, "add", f"stages[{i}].kernel", 2)
+
+
+def _drop_attention(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: s.attention == "mhsa", lambda s: s.attention != "none")
+    return None if i is None else _edit(spec, "set", f"stages[{i}].attention", "none")
+
+
+def _add_attention(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    i = _pick_stage(spec, lambda s: s.channels, lambda s: s.attention == "none")
+    return None if i is None else _edit(spec, "set", f"stages[{i}].attention", "se")
+
+
+def _drop_stage(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    return _edit(spec, "remove_stage", "", -1) if len(spec.stages) > 2 else None
+
+
+def _add_stage(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    last = spec.stages[-1]
+    stride = 2 if _final_size(spec, c) >= 4 else 1
+    return _edit(spec, "append_stage", "", {"channels": min(1024, last.channels * 2 if stride == 2 else last.channels),
+                                            "depth": 1, "stride": stride})
+
+
+def _earlier_downsample(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    if _final_size(spec, c) < 2:
+        return None
+    for i, s in enumerate(spec.stages):
+        if s.stride == 1:
+            return _edit(spec, "set", f"stages[{i}].stride", 2)
+    return None
+
+
+def _later_downsample(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    for i, s in enumerate(spec.stages):
+        if s.stride == 2:
+            return _edit(spec, "set", f"stages[{i}].stride", 1)
+    return None
+
+
+def _lower_resolution(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    return _edit(spec, "scale", "resolution", 0.5) if spec.resolution > 1 else None
+
+
+def _higher_resolution(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    return _edit(spec, "scale", "resolution", 2.0) if spec.resolution < 2 and c.image_size <= 16 else None
+
+
+def _slimmer_head(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
+    new = _edit(spec, "set", "head.channels", 0)
+    return _edit(new or spec, "set", "head.hidden", 0) or new
+
+
+SHRINK_MOVES: dict[str, Move] = {
+    "narrower": _narrower, "shallower": _shallower, "lower-expand": _lower_expand,
+    "smaller-kernel": _smaller_kernel, "drop-attention": _drop_attention, "drop-stage": _drop_stage,
+    "earlier-downsample": _earlier_downsample, "lower-resolution": _lower_resolution,
+    "slimmer-head": _slimmer_head,
+}
+GROW_MOVES: dict[str, Move] = {
+    "wider": _wider, "deeper": _deeper, "higher-expand": _higher_expand,
+    "larger-kernel": _larger_kernel, "add-attention": _add_attention, "add-stage": _add_stage,
+    "later-downsample": _later_downsample, "higher-resolution": _higher_resolution,
+}
+INVERSE_MOVE = {
+    "narrower": "wider", "shallower": "deeper", "lower-expand": "higher-expand",
+    "smaller-kernel": "larger-kernel", "drop-attention": "add-attention", "drop-stage": "add-stage",
+    "earlier-downsample": "later-downsample", "lower-resolution": "higher-resolution",
+}
+INVERSE_MOVE.update({v: k for k, v in list(INVERSE_MOVE.items())})
+ALL_MOVES: dict[str, Move] = {**SHRINK_MOVES, **GROW_MOVES}
+
+
+# ----------------------------------------------------------------------------------------------
+# the space
+
+
+def _stages(block: str, widths: list[int], depths: list[int], **kw: Any) -> list[Stage]:
+    return [Stage(block=block, channels=w, depth=d, stride=1 if i == 0 else 2, **kw)
+            for i, (w, d) in enumerate(zip(widths, depths, strict=True))]
+
+
+@register_space("open")
+class OpenSpace:
+    """Open-ended space over ArchSpec. Every method is deterministic given its arguments."""
+
+    name = "open"
+
+    # -- sampling ------------------------------------------------------------------------------
+    def seeds(self, constraints: Constraints | None = None) -> list[ArchSpec]:
+        """Four small, diverse starting nets sized for the input (2 downsamplings at <= 16 px,
+        3 above); shrunk to fit the constraints' caps. On 8x8 digits: ~0.1-1 MMACs each."""
+        c = constraints or Constraints()
+        n = 3 if c.image_size <= 16 else 4
+        seeds = [
+            ArchSpec(name="seed-plain", stages=_stages("plain", [16, 32, 64, 128][:n], [1] * n, skip=False)),
+            ArchSpec(name="seed-resnet", stages=_stages("basic", [16, 32, 64, 128][:n], [1] * n)),
+            ArchSpec(name="seed-mobilenet", act="relu6",
+                     stages=_stages("mbconv", [16, 24, 40, 80][:n], [1, 2, 2, 2][:n], expand=4.0)),
+            ArchSpec(name="seed-convnext", norm="ln", act="gelu", stem=Stem(channels=24),
+                     stages=_stages("convnext", [24, 48, 96, 192][:n], [1, 1, 2, 1][:n], expand=4.0,
+                                    kernel=5)),
+        ]
+        return [self.fit(s, c) for s in seeds]
+
+    def random(self, rng: np.random.Generator, constraints: Constraints | None = None) -> ArchSpec:
+        """A random, valid spec within the caps."""
+        c = constraints or Constraints()
+        n = int(rng.integers(2, 4 if c.image_size <= 16 else 5))
+        width = int(rng.choice([8, 12, 16, 24, 32]))
+        stages = []
+        for i in range(n):
+            block = str(rng.choice(["plain", "basic", "bottleneck", "mbconv", "convnext", "dwsep",
+                                    "dense", "inception"]))
+            expand = {"bottleneck": 0.5, "mbconv": 4.0, "convnext": 4.0, "dense": 0.25}.get(block, 1.0)
+            stages.append(Stage(
+                block=block, channels=width * 2 ** i, depth=int(rng.integers(1, 3)),
+                stride=1 if i == 0 else 2, kernel=int(rng.choice([3, 3, 5])), expand=expand,
+                attention=str(rng.choice(["none", "none", "se", "eca", "cbam"])),
+                skip=bool(rng.random() < 0.8)))
+        spec = ArchSpec(
+            name=f"random-{int(rng.integers(1 << 30))}", stem=Stem(channels=width), stages=stages,
+            norm=str(rng.choice(["bn", "bn", "gn", "ln"])),
+            act=str(rng.choice(["relu", "relu6", "gelu", "silu", "hardswish", "mish"])),
+            downsample=str(rng.choice(["stride", "stride", "maxpool", "avgpool", "blur"])),
+            head=Head(dropout=float(rng.choice([0.0, 0.1, 0.2]))))
+        return self.fit(spec, c)
+
+    # -- code and cost -------------------------------------------------------------------------
+    def render(self, spec: ArchSpec, constraints: Constraints | None = None) -> str:
+        return render(spec)
+
+    def estimate_macs(self, spec: ArchSpec, constraints: Constraints | None = None) -> int:
+        """MACs per image at the constraints' input shape (FlopCounterMode on meta tensors)."""
+        return measure(spec, constraints or Constraints())[0]
+
+    def estimate_params(self, spec: ArchSpec, constraints: Constraints | None = None) -> int:
+        return measure(spec, constraints or Constraints())[1]
+
+    def describe(self, spec: ArchSpec, constraints: Constraints | None = None) -> dict[str, Any]:
+        """Descriptors for archives/reports: depth, widths, width/depth ratio, block mix, cost."""
+        widths = [channels(s.channels, spec.width) for s in spec.stages]
+        blocks = spec.total_blocks()
+        d: dict[str, Any] = {
+            "stages": len(spec.stages), "blocks": blocks,
+            "mean_width": float(np.mean(widths)), "max_width": max(widths),
+            "width_depth_ratio": float(np.mean(widths)) / blocks,
+            "block_types": sorted({s.block for s in spec.stages}),
+            "attention": sorted({s.attention for s in spec.stages} - {"none"}),
+            "norm": spec.norm, "act": spec.act, "downsample": spec.downsample,
+        }
+        if constraints is not None:
+            macs, params = measure(spec, constraints)
+            d.update(macs=macs, mmacs=macs / 1e6, params=params, log10_macs=math.log10(max(macs, 1)))
+        return d
+
+    # -- variation -----------------------------------------------------------------------------
+    def crossover(self, a: ArchSpec, b: ArchSpec, rng: np.random.Generator) -> ArchSpec:
+        """Uniform crossover: each global field and each stage slot from either parent;
+        the stage count is one parent's."""
+        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
+        n = len(pick(a, b).stages)
+        stages = []
+        for i in range(n):
+            options = [p.stages[i] for p in (a, b) if i < len(p.stages)]
+            stages.append(options[int(rng.integers(len(options)))].model_copy(deep=True))
+        fields = {f: getattr(pick(a, b), f) for f in ("stem", "norm", "act", "downsample", "head",
+                                                       "init", "drop_path", "width", "resolution")}
+        return ArchSpec.model_validate({**{k: (v.model_dump() if hasattr(v, "model_dump") else v)
+                                           for k, v in fields.items()},
+                                        "name": f"{a.name}x{b.name}"[:60],
+                                        "stages": [s.model_dump() for s in stages]})
+
+    def move(self, spec: ArchSpec, name: str, constraints: Constraints | None = None) -> ArchSpec | None:
+        """Apply one named move (see SHRINK_MOVES / GROW_MOVES); None if it does not apply."""
+        return ALL_MOVES[name](spec, constraints or Constraints())
+
+    def shrink_step(self, spec: ArchSpec, constraints: Constraints | None = None,
+                    rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
+        """One MACs-cutting move: random among those that cut MACs (rng given) or the one that
+        cuts most (no rng). None if no move cuts MACs."""
+        c = constraints or Constraints()
+        base = self.estimate_macs(spec, c)
+        options = []
+        for name, mv in SHRINK_MOVES.items():
+            new = mv(spec, c)
+            if new is not None and (m := self.estimate_macs(new, c)) < base:
+                options.append((m, name, new))
+        if not options:
+            return None
+        if rng is None:
+            m, name, new = min(options, key=lambda o: o[0])
+        else:
+            m, name, new = options[int(rng.integers(len(options)))]
+        return new, name
+
+    def grow_step(self, spec: ArchSpec, constraints: Constraints | None = None,
+                  rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
+        """One capacity-adding move whose result still fits the caps: random (rng given) or the
+        cheapest. None if nothing fits."""
+        c = constraints or Constraints()
+        options = []
+        for name, mv in GROW_MOVES.items():
+            new = mv(spec, c)
+            if new is not None and fits(new, c):
+                options.append((self.estimate_macs(new, c), name, new))
+        if not options:
+            return None
+        if rng is None:
+            m, name, new = min(options, key=lambda o: o[0])
+        else:
+            m, name, new = options[int(rng.integers(len(options)))]
+        return new, name
+
+    def shrink(self, spec: ArchSpec, constraints: Constraints | None = None,
+               rng: np.random.Generator | None = None) -> ArchSpec:
+        step = self.shrink_step(spec, constraints, rng)
+        return spec if step is None else step[0]
+
+    def grow(self, spec: ArchSpec, constraints: Constraints | None = None,
+             rng: np.random.Generator | None = None) -> ArchSpec:
+        step = self.grow_step(spec, constraints, rng)
+        return spec if step is None else step[0]
+
+    def fit(self, spec: ArchSpec, constraints: Constraints | None = None,
+            max_steps: int = 40) -> ArchSpec:
+        """Shrink (largest cut first) until the caps hold; raises ValueError if they cannot."""
+        c = constraints or Constraints()
+        for _ in range(max_steps):
+            if fits(spec, c):
+                return spec
+            step = self.shrink_step(spec, c)
+            if step is None:
+                break
+            spec = step[0]
+        if fits(spec, c):
+            return spec
+        macs, params = measure(spec, c)
+        raise ValueError(f"cannot fit caps (max_mmacs={c.max_mmacs}, max_params={c.max_params}): "
+                         f"smallest reachable net has {macs / 1e6:.3f} MMACs, {params} params")
+
+    def fit_steps(self, spec: ArchSpec, constraints: Constraints) -> tuple[ArchSpec, list[str]]:
+        """Like ``fit`` but also returns the moves taken (for notes)."""
+        moves: list[str] = []
+        for _ in range(40):
+            if fits(spec, constraints):
+                break
+            step = self.shrink_step(spec, constraints)
+            if step is None:
+                break
+            spec, name = step
+            moves.append(name)
+        return self.fit(spec, constraints), moves
