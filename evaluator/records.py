@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Status = Literal["ok", "rejected", "failed", "timeout"]
-Stage = Literal["policy", "build", "shape", "cost", "train", "eval", "worker"]
+# "data": loading the dataset failed (missing files); added after the first contract, compatibly.
+Stage = Literal["policy", "data", "build", "shape", "cost", "train", "eval", "worker"]
 
 
 class EvalConfig(BaseModel):
@@ -60,6 +61,10 @@ class Evaluation(BaseModel):
     dataset: str = "digits"
     timings: list[StageTiming] = Field(default_factory=list)
     output: str = ""  # captured (bounded) stdout/stderr of the worker
+    # Seconds from asking for a worker to the worker running (fork from the preloaded server).
+    startup_seconds: float | None = None
+    # What OS-level containment the worker actually applied, e.g. "landlock: ABI 7 (...)".
+    containment: list[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
