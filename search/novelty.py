@@ -1,0 +1,223 @@
+"""Novelty filter: reject near-duplicate candidates before they cost an evaluation.
+
+Code candidates: the source is canonicalised (parsed with ``ast`` so comments, docstrings
+and formatting vanish; names the code itself defines -- classes, functions, arguments,
+variables, ``self.<attr>`` fields, import aliases -- renamed to ``v0, v1, ...`` in order of
+first use), tokenised with ``tokenize``, cut into k-token shingles and MinHashed; a
+datasketch ``MinHashLSH`` index finds stored candidates whose estimated Jaccard similarity
+reaches the threshold. Library names (``nn.Conv2d``, ``F.gelu``), keyword arguments and
+literals are kept, so a renamed or reformatted copy is identical while a changed channel
+count or activation is not.
+
+Table spaces (no code): exact match on the canonical architecture string.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import io
+import keyword
+import re
+import tokenize
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+_KEEP = set(dir(builtins)) | set(keyword.kwlist) | {"self", "super"}
+_RENAMED = re.compile(r"v[0-9]+")
+_DELIMITERS = {"(", ")", "[", "]", "{", "}", ",", ":", ".", ";"}
+_SKIP_TOKENS = {tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT,
+                tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER}
+
+
+class _Definitions(ast.NodeVisitor):
+    """Collects the identifiers the code defines itself (the renamable ones)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.names.add(node.name)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self.names.add(node.name)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self.names.add(node.arg)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.names.add(node.id)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.names.add(node.attr)
+        self.generic_visit(node)
+
+    def visit_alias(self, node: ast.alias) -> None:
+        if node.asname:
+            self.names.add(node.asname)
+
+
+def _strip_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+
+
+def canonical_tokens(code: str) -> list[str]:
+    """Token list of the canonical form of ``code``. Unparseable code falls back to its
+    whitespace-split words (it will be rejected by the evaluator anyway)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code.split()
+    _strip_docstrings(tree)
+    defs = _Definitions()
+    defs.visit(tree)
+    renamable = defs.names - _KEEP
+    source = ast.unparse(tree)
+    mapping: dict[str, str] = {}
+    out: list[str] = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in _SKIP_TOKENS:
+            continue
+        text = tok.string
+        if tok.type == tokenize.NAME and text in renamable:
+            text = mapping.setdefault(text, f"v{len(mapping)}")
+        out.append(text)
+    return out
+
+
+def canonical_hash(code: str) -> str:
+    """Hash of the canonical token stream: equal for renamed / reformatted copies."""
+    return _digest(canonical_tokens(code))
+
+
+def _digest(tokens: list[str]) -> str:
+    return hashlib.sha256("\x1f".join(tokens).encode()).hexdigest()[:16]
+
+
+def content_hash(tokens: list[str]) -> str:
+    """Hash of the multiset of the settings in a canonical token stream: literals, library
+    names (``Conv2d``, ``gelu``), keyword names and operators -- everything except the
+    renamed identifiers and delimiters. Reordered or renamed code keeps it; a changed
+    channel count or activation changes it."""
+    kept = sorted(t for t in tokens if not _RENAMED.fullmatch(t) and t not in _DELIMITERS)
+    return _digest(kept)
+
+
+def shingles(tokens: list[str], k: int) -> list[bytes]:
+    """k-token shingles (the whole stream when it is shorter than k)."""
+    if len(tokens) < k:
+        return ["\x1f".join(tokens).encode()]
+    return ["\x1f".join(tokens[i:i + k]).encode() for i in range(len(tokens) - k + 1)]
+
+
+class NoveltyFilter:
+    """Near-duplicate detection over code (MinHash LSH) or arch strings (exact).
+
+    A code candidate duplicates a stored one when (a) their canonical token streams are equal
+    (renamed / reformatted copies), or (b) the LSH finds a stored candidate whose estimated
+    Jaccard similarity of canonical shingles is >= ``threshold`` *and* whose settings
+    (``content_hash``: literals, library names, operators) are the same -- structurally
+    near-identical code that computes the same thing (reordered statements, dead code).
+    A real change (one channel count, another activation) changes the settings and passes,
+    however small its share of a long file.
+
+    Keys are candidate ids. Deterministic (fixed MinHash seed), so a resumed run rebuilds
+    the same index by re-adding stored candidates in id order.
+    """
+
+    def __init__(self, threshold: float = 0.9, num_perm: int = 128, shingle: int = 5) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"novelty threshold must be in (0, 1], got {threshold}")
+        if shingle < 1:
+            raise ValueError(f"shingle size must be >= 1, got {shingle}")
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.shingle = shingle
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._hashvalues: dict[str, np.ndarray] = {}  # key -> MinHash values (verification)
+        self._content: dict[str, str] = {}  # key -> content hash
+        self._exact: dict[str, int] = {}  # canonical arch string / canonical code hash -> key
+        self._template = MinHash(num_perm=num_perm, seed=1)
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def signature(self, code: str) -> tuple[str, str, MinHash]:
+        """(canonical hash, content hash, MinHash) of one code candidate."""
+        tokens = canonical_tokens(code)
+        m = self._template.copy()
+        m.update_batch(shingles(tokens, self.shingle))
+        return _digest(tokens), content_hash(tokens), m
+
+    @staticmethod
+    def _arch_key(arch: str) -> str:
+        return "arch:" + "".join(arch.split())
+
+    def check(self, code: str | None = None, arch: str | None = None,
+              signature: tuple[str, str, MinHash] | None = None) -> int | None:
+        """Key of a stored candidate this one duplicates, or None if it is novel."""
+        if code is None:
+            return self._exact.get(self._arch_key(arch)) if arch else None
+        canon, content, m = signature or self.signature(code)
+        exact = self._exact.get("code:" + canon)
+        if exact is not None or self.threshold >= 1.0:
+            return exact
+        best: tuple[float, int] | None = None
+        for key in self._lsh.query(m):
+            if self._content[key] != content:
+                continue
+            sim = float(np.mean(m.hashvalues == self._hashvalues[key]))
+            if sim >= self.threshold and (best is None or (sim, -int(key)) > (best[0], -best[1])):
+                best = (sim, int(key))
+        return None if best is None else best[1]
+
+    def add(self, key: int, code: str | None = None, arch: str | None = None,
+            signature: tuple[str, str, MinHash] | None = None) -> None:
+        if code is None:
+            if arch:
+                self._exact.setdefault(self._arch_key(arch), key)
+            return
+        canon, content, m = signature or self.signature(code)
+        self._exact.setdefault("code:" + canon, key)
+        skey = str(key)
+        if skey in self._hashvalues:
+            return
+        self._hashvalues[skey] = m.hashvalues
+        self._content[skey] = content
+        self._lsh.insert(skey, m)
+
+    def check_and_add(self, key: int, code: str | None = None,
+                      arch: str | None = None) -> int | None:
+        """``check`` then, if novel, ``add``; returns the duplicate's key or None."""
+        sig = self.signature(code) if code is not None else None
+        dup = self.check(code, arch, signature=sig)
+        if dup is None:
+            self.add(key, code, arch, signature=sig)
+        return dup
+
+
+def exact_jaccard(a: set, b: set) -> float:
+    """Plain Jaccard similarity of two sets (the benchmark's reference)."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def shingle_ids(code: str, k: int) -> np.ndarray:
+    """Sorted unique 64-bit ids of the code's shingles (for exact-Jaccard scans)."""
+    ids = [int.from_bytes(hashlib.blake2b(s, digest_size=8).digest(), "little")
+           for s in shingles(canonical_tokens(code), k)]
+    return np.unique(np.asarray(ids, dtype=np.uint64))

@@ -1,0 +1,52 @@
+"""Fair idea sampling (FairNAD): every category gets the same chance, whatever the corpus.
+
+A draw picks a category uniformly among the non-empty ones, then an idea inside it with
+weight ``w = (0.25 + valid_rate) * (1 + front_rate) / (1 + tries)``: the least-tried ideas
+come first, ideas that keep failing fade and ideas that reach the front get a modest bonus --
+never how often an idea appears in the corpus or how much the LLM likes it. The sampler keeps
+no state of its own: it reads ``IdeaStats``, which is rebuilt from tells on resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from knowledge.schema import Idea
+from search.feedback import IdeaStats
+
+
+class FairIdeaSampler:
+    def __init__(self, ideas: Iterable[Idea]) -> None:
+        self.by_category: dict[str, list[Idea]] = {}
+        for idea in sorted(ideas, key=lambda i: i.id):  # stable order, whatever the source
+            self.by_category.setdefault(idea.category.value, []).append(idea)
+        self.categories = sorted(self.by_category)
+        self.ideas = {i.id: i for group in self.by_category.values() for i in group}
+
+    def __len__(self) -> int:
+        return len(self.ideas)
+
+    @staticmethod
+    def weight(idea: Idea, stats: IdeaStats) -> float:
+        st = stats.get(idea.id)
+        valid_rate = (st.valid + 1) / (st.tries + 2)  # Laplace: untried ideas start at 0.5
+        front_rate = st.front_entries / st.tries if st.tries else 0.0
+        return (0.25 + valid_rate) * (1.0 + front_rate) / (1.0 + st.tries)
+
+    def draw(self, rng: np.random.Generator, stats: IdeaStats,
+             allowed: Callable[[Idea], bool] | None = None) -> Idea | None:
+        """One idea, or None if no idea passes ``allowed``.
+
+        ``allowed`` narrows the pool (e.g. ideas expected to cut MACs); categories left empty
+        by it drop out, and the remaining ones stay equally likely.
+        """
+        pools = {c: [i for i in self.by_category[c] if allowed is None or allowed(i)]
+                 for c in self.categories}
+        cats = [c for c in self.categories if pools[c]]
+        if not cats:
+            return None
+        pool = pools[cats[int(rng.integers(len(cats)))]]
+        w = np.array([self.weight(i, stats) for i in pool])
+        return pool[int(rng.choice(len(pool), p=w / w.sum()))]

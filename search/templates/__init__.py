@@ -1,0 +1,1 @@
+"""Jinja templates of run reports (package data)."""
