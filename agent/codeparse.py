@@ -62,47 +62,58 @@ def parse_edit_blocks(text: str) -> list[EditBlock]:
 
 
 def apply_edit_blocks(source: str, blocks: list[EditBlock]) -> str:
-    """Apply blocks in order. Exact match first, then a match ignoring trailing whitespace and
-    a uniform indentation shift. Raises EditApplyError naming the block and the closest line."""
+    """Apply blocks to ``source``. Every SEARCH refers to the ORIGINAL source (so reasons
+    quote the parent's own line numbers); matched spans must not overlap. Exact line match
+    first, then one ignoring trailing whitespace and a uniform indentation shift (the
+    REPLACE lines are shifted the same way). Raises EditApplyError naming the block and the
+    closest parent line."""
     if not blocks:
         raise EditApplyError("no SEARCH/REPLACE blocks found")
-    for block in blocks:
-        source = _apply_one(source, block)
-    return source
-
-
-def _apply_one(source: str, block: EditBlock) -> str:
-    search = block.search
-    if not search.strip():
-        raise EditApplyError(f"block {block.index}: SEARCH part is empty; quote the lines to change")
-    count = source.count(search)
-    if count == 1:
-        return source.replace(search, block.replace, 1)
-    if count > 1:
-        raise EditApplyError(
-            f"block {block.index}: SEARCH text occurs {count} times in the parent; "
-            f"include more surrounding lines so it is unique")
     src_lines = source.splitlines(keepends=True)
-    s_lines = search.splitlines()
+    if src_lines and not src_lines[-1].endswith("\n"):
+        src_lines[-1] += "\n"
+    spans: list[tuple[int, int, list[str], int]] = []
+    for block in blocks:
+        start, end, new = _locate(src_lines, block)
+        for other_start, other_end, _, other_index in spans:
+            if start < other_end and other_start < end:
+                raise EditApplyError(
+                    f"block {block.index}: its SEARCH lines {start + 1}-{end} overlap those "
+                    f"of block {other_index} (lines {other_start + 1}-{other_end}); merge them")
+        spans.append((start, end, new, block.index))
+    for start, end, new, _ in sorted(spans, key=lambda t: t[0], reverse=True):
+        src_lines[start:end] = new
+    return "".join(src_lines)
+
+
+def _locate(src_lines: list[str], block: EditBlock) -> tuple[int, int, list[str]]:
+    """(start, end) line span of the block's SEARCH in the source and its replacement lines."""
+    s_lines = block.search.splitlines()
     while s_lines and not s_lines[-1].strip():
         s_lines.pop()
     while s_lines and not s_lines[0].strip():
         s_lines.pop(0)
-    r_lines = block.replace.splitlines(keepends=True)
-    matches = [i for i in range(len(src_lines) - len(s_lines) + 1)
-               if _loose_equal(src_lines[i:i + len(s_lines)], s_lines)]
-    if len(matches) == 1:
-        i = matches[0]
-        shift = _indent_delta(src_lines[i:i + len(s_lines)], s_lines)
-        new = [_reindent(line, shift) for line in r_lines]
-        if new and not new[-1].endswith("\n"):
-            new[-1] += "\n"
-        return "".join(src_lines[:i] + new + src_lines[i + len(s_lines):])
+    if not s_lines:
+        raise EditApplyError(f"block {block.index}: SEARCH part is empty; quote the lines to "
+                             f"change")
+    n = len(s_lines)
+    plain = [line.rstrip("\n") for line in src_lines]
+    exact = [i for i in range(len(plain) - n + 1) if plain[i:i + n] == s_lines]
+    matches = exact or [i for i in range(len(plain) - n + 1)
+                        if _loose_equal(plain[i:i + n], s_lines)]
     if len(matches) > 1:
         raise EditApplyError(
             f"block {block.index}: SEARCH text matches {len(matches)} places (lines "
-            f"{', '.join(str(m + 1) for m in matches[:5])}); include more surrounding lines")
-    raise EditApplyError(_mismatch_reason(src_lines, s_lines, block.index))
+            f"{', '.join(str(m + 1) for m in matches[:5])}); include more surrounding lines "
+            f"so it is unique")
+    if not matches:
+        raise EditApplyError(_mismatch_reason(src_lines, s_lines, block.index))
+    i = matches[0]
+    shift = 0 if exact else _indent_delta(plain[i:i + n], s_lines)
+    new = [_reindent(line, shift) for line in block.replace.splitlines(keepends=True)]
+    if new and not new[-1].endswith("\n"):
+        new[-1] += "\n"
+    return i, i + n, new
 
 
 def _loose_equal(window: list[str], search: list[str]) -> bool:
@@ -180,7 +191,18 @@ def extract_code(text: str, class_name: str = "Net") -> str:
                 f"code") from e
         raise CodeParseError(f"syntax error at line {e.lineno}: {e.msg}: "
                              f"{(e.text or '').strip()[:80]!r}") from e
+    if not closed and not _has_forward(tree, class_name):
+        raise CodeParseError(
+            f"the answer looks truncated: the code fence is never closed and {class_name} has no "
+            f"forward method (code stops at {code.rstrip().splitlines()[-1].strip()[:80]!r})")
     return prune_to_net(tree, class_name, code)
+
+
+def _has_forward(tree: ast.Module, class_name: str) -> bool:
+    return any(isinstance(n, ast.ClassDef) and any(
+        isinstance(f, ast.FunctionDef) and f.name == "forward" for f in n.body)
+        for n in tree.body if getattr(n, "name", "") == class_name or
+        (isinstance(n, ast.ClassDef) and "net" in n.name.lower()))
 
 
 def _code_candidates(text: str) -> list[tuple[str, bool]]:

@@ -110,6 +110,7 @@ class _Session:
         self.usage = Usage()
         self.responses: list[str] = []
         self.notes: list[str] = []
+        self.truncated = False  # the last answer stopped at max_tokens
 
     def ask(self, content: str) -> str:
         self.messages.append({"role": "user", "content": content})
@@ -120,7 +121,8 @@ class _Session:
         self.usage = self.usage + reply.usage
         self.responses.append(reply.text)
         self.messages.append({"role": "assistant", "content": reply.text})
-        if reply.finish_reason == "length":
+        self.truncated = reply.finish_reason == "length"
+        if self.truncated:
             self.notes.append("answer hit max_tokens")
         return reply.text
 
@@ -170,6 +172,10 @@ class _Session:
     def parse_answer(self, text: str, base: str,
                      allow_retry: bool) -> tuple[str | None, str, str | None]:
         """(code, mode, error). SEARCH/REPLACE answers apply to ``base``; else full code."""
+        if self.truncated:
+            return None, "delta" if has_edit_blocks(text) else "full", (
+                f"the answer was truncated at max_tokens={self.m.max_tokens}; answer shorter "
+                f"(SEARCH/REPLACE blocks for small edits)")
         if has_edit_blocks(text) and base:
             try:
                 edited = apply_edit_blocks(base, parse_edit_blocks(text))
