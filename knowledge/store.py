@@ -284,12 +284,22 @@ class KnowledgeStore:
             where = {"paper_id": cited[0]}
         elif cited:
             where = {"paper_id": {"$in": cited}}
-        res = col.query(query_embeddings=[vec], n_results=k, where=where,
-                        include=["documents", "metadatas"])
-        return [Chunk(id=cid, paper_id=str(meta["paper_id"]), page=int(meta["page"]),
-                      section=str(meta.get("section", "")), text=doc)
-                for cid, doc, meta in zip(res["ids"][0], res["documents"][0],
-                                          res["metadatas"][0], strict=True)]
+        n = min(max(4 * k, 12), col.count())
+        res = col.query(query_embeddings=[vec], n_results=n, where=where,
+                        include=["documents", "metadatas", "distances"])
+        evidence = {(p.paper_id, p.page) for p in idea.provenance}
+        quotes = [p.quote[:80] for p in idea.provenance if p.quote]
+        ranked = []
+        for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                        res["distances"][0], strict=True):
+            chunk = Chunk(id=cid, paper_id=str(meta["paper_id"]), page=int(meta["page"]),
+                          section=str(meta.get("section", "")), text=doc)
+            flat = " ".join(doc.split())
+            # evidence first: chunks holding a provenance quote, then chunks on a cited page
+            support = 2 * any(q in flat for q in quotes) + ((chunk.paper_id, chunk.page) in evidence)
+            ranked.append((-support, dist, chunk))
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [r[2] for r in ranked[:k]]
 
     def chunk_count(self) -> int:
         return self._collection(CHUNKS_COLLECTION).count() if self._papers else 0

@@ -1,0 +1,79 @@
+"""``archlore ingest`` and ``archlore ideas ...`` through typer's CliRunner on a temp data dir."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from paper_pdfs import ARXIV
+from typer.testing import CliRunner
+
+from agent.cli.main import app
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "corpora", None)  # only what we ingest
+    runner = CliRunner()
+    home = tmp_path / "home"
+
+    def invoke(*args: str):
+        return runner.invoke(app, ["--data-dir", str(home), *args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_ingest_then_query(run, paper_pdf, tmp_path):
+    bad = tmp_path / "bad.pdf"
+    bad.write_text("not a pdf")
+    res = run("ingest", str(paper_pdf), str(bad))
+    assert res.exit_code == 0, res.output
+    assert "ingested" in res.output and "not a PDF" in res.output and "bad.pdf" in res.output
+
+    res = run("ideas", "list", "--json")
+    ideas = json.loads(res.output)
+    assert {"squeeze-excitation", "gelu"} <= {i["id"] for i in ideas}
+
+    res = run("ideas", "list", "--category", "activation", "--json")
+    assert {i["category"] for i in json.loads(res.output)} == {"activation"}
+    assert run("ideas", "list", "--category", "nonsense").exit_code != 0
+
+    res = run("ideas", "show", "gelu")
+    shown = json.loads(res.output)
+    assert shown["provenance"][0]["page"] == 3 and shown["provenance"][0]["paper_id"] == ARXIV
+    assert run("ideas", "show", "no-such-idea").exit_code == 1
+
+    res = run("ideas", "search", "channel attention that gates feature maps", "--k", "3", "--json")
+    hits = json.loads(res.output)
+    assert len(hits) == 3 and hits[0]["id"] == "squeeze-excitation"
+    assert hits[0]["provenance"][0] == {"paper_id": ARXIV, "title": hits[0]["provenance"][0]["title"],
+                                        "page": 2}
+    assert hits[0]["score"] >= hits[1]["score"]
+    table = run("ideas", "search", "smooth activation", "--k", "2")
+    assert table.exit_code == 0 and "gelu" in table.output
+
+    out = tmp_path / "export.json"
+    assert run("ideas", "export", "--format", "json", "--output", str(out)).exit_code == 0
+    exported = json.loads(out.read_text())
+    assert exported["papers"][0]["id"] == ARXIV and len(exported["ideas"]) == len(ideas)
+    assert run("ideas", "export", "--format", "csv").exit_code != 0
+
+    again = run("ingest", str(paper_pdf))  # idempotent, still a success
+    assert again.exit_code == 0 and "skipped" in again.output
+
+
+def test_ingest_nothing_usable_exits_nonzero(run, tmp_path):
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    res = run("ingest", str(empty), str(tmp_path / "missing.pdf"))
+    assert res.exit_code == 1
+    assert "empty file" in res.output and "no such file" in res.output
+
+
+def test_schema_prints_the_idea_json_schema(run):
+    res = run("ideas", "schema")
+    schema = json.loads(res.output)
+    assert schema["title"] == "Idea"
+    assert {"category", "provenance", "edits", "effect"} <= set(schema["properties"])
+    assert "stage_layout" in json.dumps(schema["$defs"]["Category"])
