@@ -5,8 +5,9 @@ Layers (all unprivileged Linux features):
 - own session (``setsid``) and ``PR_SET_PDEATHSIG``: the worker dies with its parent;
 - rlimits: CPU seconds, address space (CPU devices only: CUDA maps huge virtual ranges),
   file size, no core dumps;
-- Landlock (``landlock`` package): the whole filesystem read-only, the private work
-  directory writable (plus /dev read-write for CUDA device files);
+- Landlock (``landlock`` package): writes only in the private work directory; reads only
+  from the Python installation, system libraries, the dataset directory and a few /proc and
+  /sys files (so secrets in /tmp, /home, /root... stay unreadable); /dev read-write on CUDA;
 - seccomp (``pyseccomp``): EPERM for execve/execveat, fork/vfork, clone without
   CLONE_THREAD (clone3 gets ENOSYS so glibc falls back to clone for threads), every new
   socket, ptrace and cross-process memory access, signals to other processes, namespaces,
@@ -41,6 +42,13 @@ _DENY_ALWAYS = (
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "quotactl", "iopl", "ioperm", "syslog", "fanotify_init",
     "mount_setattr", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
+    # Landlock does not cover metadata changes; a worker running as root could otherwise
+    # chmod/chown files it can reach, or raise its own rlimits
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "setrlimit", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+    "setgroups", "capset", "settimeofday", "clock_settime", "adjtimex", "sethostname",
+    "setdomainname", "mknod", "mknodat",
 )
 
 
@@ -71,28 +79,52 @@ def _apply_rlimits(cfg: EvalConfig, cuda: bool) -> str:
     return "rlimits: " + ", ".join(applied) + note
 
 
-def _apply_landlock(work_dir: str, cuda: bool) -> str:
+def readable_paths(data_root: str | None, cuda: bool) -> list[str]:
+    """Where a worker may read: the Python installation, system libraries, the dataset
+    directory, a few /proc and /sys files torch consults. Not /tmp, /home, /root, /work."""
+    import site
+
+    import evaluator
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(),
+             site.getusersitepackages(), os.path.dirname(os.path.abspath(evaluator.__file__)),
+             "/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/etc/localtime",
+             "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu",
+             "/sys/fs/cgroup", "/dev/urandom", "/dev/random", "/dev/zero"}
+    paths.update(p for p in sys.path if p and "site-packages" in p)
+    if data_root:
+        paths.add(data_root)
+    if cuda:  # the driver reads its own /proc and /sys entries and config files
+        paths.update({"/proc", "/sys", "/etc", "/opt", "/run/nvidia-persistenced"})
+    return sorted(p for p in paths if p and os.path.exists(p))
+
+
+def _apply_landlock(work_dir: str, cfg: EvalConfig, cuda: bool) -> str:
     try:
         from landlock import FSAccess, Ruleset, landlock_abi_version
 
         abi = landlock_abi_version()
         ruleset = Ruleset()
-        read_only = FSAccess.READ_FILE | FSAccess.READ_DIR | FSAccess.EXECUTE
-        ruleset.allow("/", rules=read_only)
+        read_dir = FSAccess.READ_FILE | FSAccess.READ_DIR | FSAccess.EXECUTE
+        read_file = FSAccess.READ_FILE | FSAccess.EXECUTE
+        readable = readable_paths(cfg.data_root, cuda)
+        for path in readable:
+            ruleset.allow(path, rules=read_dir if os.path.isdir(path) else read_file)
         ruleset.allow(work_dir)
         ruleset.allow("/dev/null", rules=FSAccess.READ_FILE | FSAccess.WRITE_FILE)
         extra = ""
         if cuda:  # the driver opens /dev/nvidia* read-write and issues ioctls
-            dev = read_only | FSAccess.WRITE_FILE
+            dev = read_dir | FSAccess.WRITE_FILE
             if abi >= 5:
                 dev |= FSAccess.IOCTL_DEV
             ruleset.allow("/dev", rules=dev)
-            extra = ", /dev read-write (CUDA)"
+            extra = "; /dev read-write (CUDA)"
         ruleset.apply()
     except Exception as exc:  # noqa: BLE001 - any failure means "not contained": say so
-        return _warn(f"landlock: {NOT_APPLIED} ({type(exc).__name__}: {exc}); file writes "
-                     f"outside the work dir are NOT blocked")
-    return f"landlock ABI {abi}: filesystem read-only, work dir writable{extra}"
+        return _warn(f"landlock: {NOT_APPLIED} ({type(exc).__name__}: {exc}); file reads and "
+                     f"writes outside the work dir are NOT blocked")
+    return (f"landlock ABI {abi}: writes only in the work dir; reads only Python, system "
+            f"libraries and the dataset ({len(readable)} paths){extra}")
 
 
 def _apply_seccomp() -> str:
@@ -113,14 +145,37 @@ def _apply_seccomp() -> str:
         filt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc then falls back to clone
         for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             filt.add_rule(eperm, name, sc.Arg(0, sc.NE, pid))  # only signal ourselves
-        filt.add_rule(eperm, "prlimit64", sc.Arg(0, sc.NE, 0))  # only our own limits
+        filt.add_rule(eperm, "prlimit64", sc.Arg(2, sc.NE, 0))  # read limits, never set them
         filt.load()
     except Exception as exc:  # noqa: BLE001
         return _warn(f"seccomp: {NOT_APPLIED} ({type(exc).__name__}: {exc}); process "
                      f"creation and network sockets are NOT blocked")
     note = f" (unknown here: {', '.join(skipped)})" if skipped else ""
     return ("seccomp: EPERM for exec, fork/vfork/non-thread clone, all new sockets, ptrace, "
-            "signals to other processes, namespaces/mount/bpf/io_uring/keyrings" + note)
+            "signals to other processes, setting rlimits/ids/capabilities, chmod/chown/xattr, "
+            "namespaces/mount/bpf/io_uring/keyrings" + note)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> str:
+    """Empty effective/permitted/inheritable capability sets (matters when run as root)."""
+    if os.geteuid() != 0:
+        return "capabilities: none (not root)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        return _warn(f"capabilities: {NOT_APPLIED} (capset: "
+                     f"{os.strerror(ctypes.get_errno())}); root keeps its capabilities")
+    return "capabilities: all dropped (running as root without capabilities)"
 
 
 def apply_containment(work_dir: str, cfg: EvalConfig, cuda: bool = False) -> list[str]:
@@ -136,7 +191,8 @@ def apply_containment(work_dir: str, cfg: EvalConfig, cuda: bool = False) -> lis
                  f"{cfg.timeout_s:g}s (killed by the parent), output capped at "
                  f"{cfg.max_output_bytes} bytes")
     lines.append(_apply_rlimits(cfg, cuda))
-    lines.append(_apply_landlock(work_dir, cuda))
+    lines.append(_apply_landlock(work_dir, cfg, cuda))
+    lines.append(_drop_capabilities())  # before seccomp, which denies capset
     lines.append(_apply_seccomp())
     return lines
 

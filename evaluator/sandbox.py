@@ -1,8 +1,8 @@
 """Parent side of the sandbox: policy gate, then one contained worker process per candidate.
 
 The parent never imports or executes candidate code. Workers are forked from a
-``multiprocessing`` fork server that preloaded torch (``evaluator.worker``), so start-up costs
-milliseconds, not a torch import. The worker reports through a JSON-lines file in its private
+fork server that preloaded torch (``evaluator.zygote``), so start-up costs milliseconds, not
+a torch import. The worker reports through a JSON-lines file in its private
 work directory (never pickle: the parent must not unpickle what untrusted code wrote). A
 worker that hangs is killed at the wall-clock timeout; one that dies becomes an Evaluation
 naming the signal or exit code. The caller never sees an exception for a bad candidate.
@@ -10,9 +10,9 @@ naming the signal or exit code. The caller never sees an exception for a bad can
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -25,38 +25,47 @@ from evaluator.containment import NOT_APPLIED
 from evaluator.data import DatasetError, check_available, resolve_root
 from evaluator.policy import first_violation
 from evaluator.records import EvalConfig, Evaluation, StageTiming
+from evaluator.zygote import Zygote
 
 log = logging.getLogger("archlore.evaluator")
-_PRELOAD = ["evaluator.worker"]
 PROGRESS_FILE = "progress.jsonl"  # JSON lines the worker writes: stage, partial results, result
 OUTPUT_FILE = "output.txt"  # the worker's stdout and stderr
 _MAX_PROGRESS_BYTES = 4 * 1024 * 1024
 _warned_containment = False
-_ctx_lock = threading.Lock()
+_zygote_lock = threading.Lock()
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    ctx = multiprocessing.get_context("forkserver")
-    with _ctx_lock:
-        ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
+_ENV_KEEP = {"PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "VIRTUAL_ENV",
+             "CONDA_PREFIX", "LD_LIBRARY_PATH", "ARCHLORE_DATA"}
+_ENV_KEEP_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "KMP_", "OPENBLAS_",
+                      "PYTORCH_", "TORCH_", "CUBLAS_")
+_zygote: Zygote | None = None
+
+
+def _worker_env() -> dict[str, str]:
+    """The parent's environment minus anything not needed by torch (API keys, tokens...)."""
+    return {k: v for k, v in os.environ.items()
+            if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
+
+
+def _get_zygote() -> Zygote:
+    """The fork server (started once, with a scrubbed environment, restarted if it died)."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or not _zygote.alive():
+            _zygote = Zygote(_worker_env())
+            atexit.register(_zygote.close)
+        zygote = _zygote
+    if not zygote.wait_ready():
+        raise RuntimeError("the evaluator's zygote process did not start within 120 s")
+    return zygote
 
 
 def warm_up() -> float:
     """Start the fork server (imports torch once); returns seconds spent. Idempotent."""
-    from multiprocessing import forkserver
-
     start = time.perf_counter()
-    ctx = _context()
-    forkserver.ensure_running()
-    probe = ctx.Process(target=_noop, daemon=True)  # returns once the preload has finished
-    probe.start()
-    probe.join()
+    _get_zygote()
     return time.perf_counter() - start
-
-
-def _noop() -> None:
-    pass
 
 
 def resolve_device(device: str) -> str:
@@ -141,6 +150,8 @@ def _assemble(events: list[dict[str, Any]], started: float, timed_out: bool,
             status, reason = _signal_reason(-exitcode)
             reason += f" in stage {stage!r}"
         else:
+            if exitcode is None:
+                exitcode = "unknown (fork server lost)"
             status, reason = "failed", (f"worker exited with code {exitcode} before finishing "
                                         f"stage {stage!r} (e.g. os._exit in candidate code)")
         evaluation = Evaluation(status=status, stage=stage, reason=reason, **partial)
@@ -156,12 +167,6 @@ def _warn_if_degraded(containment: list[str]) -> None:
         _warned_containment = True
         log.warning("archlore evaluator: OS containment is DEGRADED on this machine: %s",
                     "; ".join(degraded))
-
-
-def _child_entry(code: str, cfg_json: str, device: str, work_dir: str) -> None:
-    from evaluator.worker import child_main  # already imported in the fork server
-
-    child_main(code, cfg_json, device, work_dir)
 
 
 def run_candidate(code: str, cfg: EvalConfig, device: str | None = None) -> Evaluation:
@@ -188,24 +193,17 @@ def run_candidate(code: str, cfg: EvalConfig, device: str | None = None) -> Eval
     device = resolve_device(device or cfg.device)
     work_dir = os.path.realpath(tempfile.mkdtemp(prefix="archlore-cand-"))
     try:
-        proc = _context().Process(target=_child_entry, daemon=True,
-                                  args=(code, cfg.model_dump_json(), device, work_dir))
+        zygote = _get_zygote()
         started = time.time()
-        proc.start()
-        proc.join(cfg.timeout_s)
-        timed_out = proc.is_alive()
+        worker = zygote.spawn(code, cfg.model_dump_json(), device, work_dir)
+        timed_out = not worker.wait(cfg.timeout_s)
         if timed_out:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # its own session: takes any stragglers
-            except OSError:
-                pass
-            proc.kill()
-            proc.join(10)
+            worker.kill()
+            worker.wait(10)
         evaluation = _assemble(_read_progress(os.path.join(work_dir, PROGRESS_FILE)), started,
-                               timed_out, proc.exitcode, cfg)
+                               timed_out, worker.exitcode, cfg)
         evaluation.output = _read_output(os.path.join(work_dir, OUTPUT_FILE),
                                          cfg.max_output_bytes)
-        proc.close()
     except Exception as exc:  # noqa: BLE001 - the caller must get an Evaluation, always
         log.exception("evaluator worker failed")
         evaluation = Evaluation(status="failed", stage="worker", seed=cfg.seed,
