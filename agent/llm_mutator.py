@@ -352,8 +352,7 @@ def _metrics_block(ev: Evaluation | None, title: str) -> str:
         items.append(f"{ev.macs / 1e6:.3f} MMACs per image")
     if ev.params is not None:
         items.append(f"{ev.params:,} parameters")
-    if ev.train_seconds is not None:
-        items.append(f"trained in {ev.train_seconds:.1f}s")
+    # no wall-clock times here: prompts must be reproducible for cassette replay
     if ev.loss_curve:
         curve = ev.loss_curve
         items.append(f"loss {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} points")
