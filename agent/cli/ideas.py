@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agent import config
 
@@ -73,8 +74,8 @@ def ingest_cmd(
                   f"{len(summary.errors)} errors", "", str(summary.pages), str(summary.chunks),
                   str(summary.ideas_new), str(summary.ideas_merged), "")
     console.print(table)
-    for f in summary.errors:
-        console.print(f"[red]error:[/] {f.path}: {f.error}")
+    for f in summary.errors:  # one unwrapped line per bad file, whatever the terminal width
+        console.print(Text.assemble(("error: ", "red"), f"{f.path}: {f.error}"), soft_wrap=True)
     if not summary.ok:
         raise typer.Exit(1)
 
