@@ -3,11 +3,13 @@
 Code candidates: the source is canonicalised (parsed with ``ast`` so comments, docstrings
 and formatting vanish; names the code itself defines -- classes, functions, arguments,
 variables, ``self.<attr>`` fields, import aliases -- renamed to ``v0, v1, ...`` in order of
-first use), tokenised with ``tokenize``, cut into k-token shingles and MinHashed; a
-datasketch ``MinHashLSH`` index finds stored candidates whose estimated Jaccard similarity
-reaches the threshold. Library names (``nn.Conv2d``, ``F.gelu``), keyword arguments and
-literals are kept, so a renamed or reformatted copy is identical while a changed channel
-count or activation is not.
+first use) and tokenised with ``tokenize``. Library names (``nn.Conv2d``, ``F.gelu``),
+keyword arguments and literals are kept, so a renamed or reformatted copy is *identical*.
+Near-duplicates: k-token shingles (own names read as one placeholder, so moving a definition
+only touches the shingles around it) are MinHashed, and a datasketch ``MinHashLSH`` index
+finds stored candidates whose estimated Jaccard similarity reaches the threshold; such a hit
+counts only when the settings also match (``content_hash``), so a changed channel count or
+activation passes however small a share of the file it is (see ``NoveltyFilter``).
 
 Table spaces (no code): exact match on the canonical architecture string.
 """
@@ -158,8 +160,11 @@ class NoveltyFilter:
     def signature(self, code: str) -> tuple[str, str, MinHash]:
         """(canonical hash, content hash, MinHash) of one code candidate."""
         tokens = canonical_tokens(code)
+        # shingles see every own identifier as one placeholder, so moving a definition (which
+        # renumbers v0, v1, ...) changes only the shingles around it
+        flat = ["ID" if _RENAMED.fullmatch(t) else t for t in tokens]
         m = self._template.copy()
-        m.update_batch(shingles(tokens, self.shingle))
+        m.update_batch(shingles(flat, self.shingle))
         return _digest(tokens), content_hash(tokens), m
 
     @staticmethod
@@ -218,6 +223,7 @@ def exact_jaccard(a: set, b: set) -> float:
 
 def shingle_ids(code: str, k: int) -> np.ndarray:
     """Sorted unique 64-bit ids of the code's shingles (for exact-Jaccard scans)."""
+    flat = ["ID" if _RENAMED.fullmatch(t) else t for t in canonical_tokens(code)]
     ids = [int.from_bytes(hashlib.blake2b(s, digest_size=8).digest(), "little")
-           for s in shingles(canonical_tokens(code), k)]
+           for s in shingles(flat, k)]
     return np.unique(np.asarray(ids, dtype=np.uint64))

@@ -120,7 +120,8 @@ def _plots(cands: list[Candidate], front: list[Candidate], hv: Any) -> tuple[byt
         ax.annotate(f"#{c.id}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set_xlabel("MMACs per image")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_xscale("log")
+    if valid:
+        ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     pareto_png = _png(fig)

@@ -1,14 +1,15 @@
 """Fair idea sampling (FairNAD): every category gets the same chance, whatever the corpus.
 
 A draw picks a category uniformly among the non-empty ones, then an idea inside it with
-weight ``w = (0.25 + valid_rate) * (1 + front_rate) / (1 + tries)``: the least-tried ideas
-come first, ideas that keep failing fade and ideas that reach the front get a modest bonus --
+weight ``w = (0.25 + valid_rate) * (1 + front_rate) * exp(-(tries - fewest_tries))`` (fewest
+over the ideas in the category): the least-tried ideas come first, ideas that keep failing fade and ideas that reach the front get a modest bonus --
 never how often an idea appears in the corpus or how much the LLM likes it. The sampler keeps
 no state of its own: it reads ``IdeaStats``, which is rebuilt from tells on resume.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -29,11 +30,11 @@ class FairIdeaSampler:
         return len(self.ideas)
 
     @staticmethod
-    def weight(idea: Idea, stats: IdeaStats) -> float:
+    def weight(idea: Idea, stats: IdeaStats, fewest_tries: int = 0) -> float:
         st = stats.get(idea.id)
         valid_rate = (st.valid + 1) / (st.tries + 2)  # Laplace: untried ideas start at 0.5
         front_rate = st.front_entries / st.tries if st.tries else 0.0
-        return (0.25 + valid_rate) * (1.0 + front_rate) / (1.0 + st.tries)
+        return (0.25 + valid_rate) * (1.0 + front_rate) * math.exp(-(st.tries - fewest_tries))
 
     def draw(self, rng: np.random.Generator, stats: IdeaStats,
              allowed: Callable[[Idea], bool] | None = None) -> Idea | None:
@@ -48,5 +49,6 @@ class FairIdeaSampler:
         if not cats:
             return None
         pool = pools[cats[int(rng.integers(len(cats)))]]
-        w = np.array([self.weight(i, stats) for i in pool])
+        fewest = min(stats.tries(i.id) for i in pool)
+        w = np.array([self.weight(i, stats, fewest) for i in pool])
         return pool[int(rng.choice(len(pool), p=w / w.sum()))]

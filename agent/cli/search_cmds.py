@@ -1,7 +1,188 @@
-"""Placeholder until its issue lands; replaced by the module's real commands."""
+"""``archlore search``, ``archlore report NAME`` and ``archlore runs list``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent import config as paths
+
+console = Console()
+err_console = Console(stderr=True)
+runs_app = typer.Typer(help="Inspect search runs.", no_args_is_help=True)
+
+
+class _LiveView:
+    """Rich renderable over the engine's latest snapshot (refreshed by rich.live)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.snap: dict[str, Any] = {}
+        self.t0 = time.monotonic()
+
+    def update(self, snap: dict[str, Any]) -> None:
+        self.snap = snap
+
+    def __rich__(self) -> Table:
+        s = self.snap
+        best = s.get("best_val_acc")
+        t = Table(title=f"archlore search {self.name}", show_header=False, min_width=44)
+        t.add_column(style="bold")
+        t.add_column(justify="right")
+        rows = [
+            ("evaluated", f"{s.get('evaluated', 0)} / {s.get('budget', '?')}"),
+            ("in flight", str(s.get("in_flight", 0))),
+            ("valid", str(s.get("valid", 0))),
+            ("rejected as duplicate", str(s.get("duplicates", 0))),
+            ("rejected by evaluator", str(s.get("rejected", 0))),
+            ("failed", str(s.get("failed", 0))),
+            ("repaired", str(s.get("repaired", 0))),
+            ("front size", str(s.get("front_size", 0))),
+            ("best val acc", "-" if best is None else f"{100 * best:.2f} %"),
+            ("hypervolume", f"{s.get('hypervolume', 0.0):.4f}"),
+            ("tokens used", str(s.get("tokens", 0))),
+            ("elapsed", f"{time.monotonic() - self.t0:.0f} s"),
+        ]
+        for k, v in rows:
+            t.add_row(k, v)
+        return t
+
+
+def _knowledge(path: str | None):
+    from knowledge.store import KnowledgeStore
+
+    return KnowledgeStore(Path(path) if path else paths.knowledge_dir())
+
+
+def search_cmd(
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML config file."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Candidates to evaluate."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits, cifar10, ..."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset directory."),
+    space: Optional[str] = typer.Option(None, "--space", help="open | nb201"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="fairnad, rea, random, ..."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="offline (default), openai, replay"),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model name."),
+    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Knowledge store dir."),
+    workers: Optional[int] = typer.Option(None, "--workers"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs per candidate."),
+    max_mflops: Optional[float] = typer.Option(
+        None, "--max-mflops", help="Cap in millions of MACs per image (archlore's FLOPs = MACs)."),
+    max_params: Optional[int] = typer.Option(None, "--max-params"),
+    novelty_threshold: Optional[float] = typer.Option(None, "--novelty-threshold"),
+    repair_turns: Optional[int] = typer.Option(None, "--repair-turns"),
+    n_seeds: Optional[int] = typer.Option(None, "--n-seeds"),
+    assignments: list[str] = typer.Option(
+        [], "--set", help="Any config field: KEY=VALUE (JSON values; dots for nested keys)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME."),
+    live: bool = typer.Option(True, "--live/--no-live", help="Rich live progress view."),
+) -> None:
+    """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,
+    built-in corpus, 2 workers -- a few minutes on 2 CPU cores."""
+    from search.config import ConfigError, build_config
+    from search.engine import ResumeMismatch, RunExists, run_search
+    from search.store import RunStoreError
+
+    overrides = dict(name=resume or name, seed=seed, budget=budget, dataset=dataset,
+                     data_root=data_root, space=space, strategy=strategy, llm=llm, model=model,
+                     knowledge=knowledge, workers=workers, epochs=epochs, max_mflops=max_mflops,
+                     max_params=max_params, novelty_threshold=novelty_threshold,
+                     repair_turns=repair_turns, n_seeds=n_seeds)
+    try:
+        if resume:
+            from search.store import RunStore
+
+            with RunStore(paths.runs_dir() / resume, create=False) as st:
+                saved = st.get_meta("config")
+            if saved is None:
+                raise RunStoreError(f"run {resume!r} has no saved config")
+            cfg = build_config(base=saved)
+            given = [k for k, v in overrides.items() if v is not None and k != "name"]
+            if given or config_file or assignments:
+                err_console.print(f"[yellow]--resume uses the saved config; ignoring "
+                                  f"{', '.join(given) or 'the other options'}[/yellow]")
+        else:
+            cfg = build_config(config_file, overrides, assignments).with_name()
+        from agent.mutators import make_mutator
+
+        mutator = make_mutator(cfg.llm, model=cfg.model, **cfg.options.get("llm", {}))
+        kn = _knowledge(cfg.knowledge)
+        view = _LiveView(cfg.name or "")
+        if live and console.is_terminal:
+            from rich.live import Live
+
+            with Live(view, console=console, refresh_per_second=4):
+                result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
+                                    resume=bool(resume), progress=view.update)
+        else:
+            last = [0.0]
+
+            def plain(snap: dict[str, Any]) -> None:
+                if time.monotonic() - last[0] > 5 or snap["told"] == 1:
+                    last[0] = time.monotonic()
+                    console.print(f"evaluated {snap['evaluated']}/{snap['budget']} valid "
+                                  f"{snap['valid']} duplicates {snap['duplicates']} front "
+                                  f"{snap['front_size']} hv {snap['hypervolume']:.4f}")
+
+            result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
+                                resume=bool(resume), progress=plain)
+    except (ConfigError, RunExists, RunStoreError, ResumeMismatch, KeyError, ValueError) as exc:
+        err_console.print(f"[red]archlore search: {exc}[/red]")
+        raise typer.Exit(2) from None
+    c = result.counts
+    console.print(
+        f"[bold]{result.name}[/bold] {result.status} in {result.seconds:.0f} s: "
+        f"{c['evaluated']} evaluated, {c['valid']} valid, {c['duplicates']} near-duplicates, "
+        f"{result.repaired} repaired; front {len(result.front)} models, best val acc "
+        + ("-" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f} %")
+        + f", hypervolume {result.hypervolume:.4f}")
+    console.print(f"outputs: {result.run_dir}/report.html, pareto.csv, pareto.png, models/")
+    if result.status != "finished":
+        console.print(f"resume with: archlore search --resume {result.name}")
+        raise typer.Exit(130)
+
+
+def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore runs list`).")) -> None:
+    """Rebuild a run's outputs (pareto.csv, pareto.png, models/, report.html) from its store."""
+    from search.report import write_outputs
+    from search.store import RunStore, RunStoreError
+
+    try:
+        with RunStore(paths.runs_dir() / name, create=False) as store:
+            out = write_outputs(store)
+    except RunStoreError as exc:
+        err_console.print(f"[red]archlore report: {exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"{out.html}\n{out.csv} ({len(out.models)} front models)\n{out.png}")
+
+
+@runs_app.command("list")
+def runs_list() -> None:
+    """Runs in the data directory: name, strategy, dataset, candidates, best, status."""
+    from search.store import RunStore
+
+    table = Table("name", "strategy", "space", "dataset", "candidates", "valid", "best val acc",
+                  "status")
+    for db in sorted(paths.runs_dir().glob("*/run.db")):
+        with RunStore(db.parent, create=False) as st:
+            cfg = st.get_meta("config", {}) or {}
+            s = st.summary()
+            status = st.get_meta("status", "?")
+        best = s["best_val_acc"]
+        table.add_row(db.parent.name, cfg.get("strategy", "?"), cfg.get("space", "?"),
+                      cfg.get("dataset", "?"), str(s["candidates"]), str(s["valid"]),
+                      "-" if best is None else f"{100 * best:.2f} %", str(status))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("search")(search_cmd)
+    app.command("report")(report_cmd)
+    app.add_typer(runs_app, name="runs")

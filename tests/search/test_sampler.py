@@ -1,0 +1,76 @@
+"""The fair idea sampler balances categories, whatever the corpus looks like."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from corpora import load_builtin_ideas
+from knowledge.schema import Category, Direction, Effect, Idea
+from search.feedback import IdeaStats
+from search.sampler import FairIdeaSampler
+
+
+def _idea(i: int, cat: Category, **kw) -> Idea:
+    return Idea(id=f"{cat.value}-{i}", name=f"{cat.value} {i}", category=cat, description="x", **kw)
+
+
+def test_categories_balanced_on_a_skewed_corpus():
+    # 40 attention ideas, 2 activation, 1 normalization: a corpus-frequency sampler would
+    # pick attention ~93 % of the time; the fair sampler ~1/3.
+    ideas = ([_idea(i, Category.ATTENTION) for i in range(40)]
+             + [_idea(i, Category.ACTIVATION) for i in range(2)] + [_idea(0, Category.NORMALIZATION)])
+    sampler = FairIdeaSampler(ideas)
+    stats = IdeaStats()
+    rng = np.random.default_rng(0)
+    n = 6000
+    counts: dict[str, int] = {}
+    for _ in range(n):
+        idea = sampler.draw(rng, stats)
+        counts[idea.category.value] = counts.get(idea.category.value, 0) + 1
+        stats.record(idea.id, None, None, False)  # tried (failed): steers towards the least-tried
+    expected = n / 3
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert len(counts) == 3
+    assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
+    # inside the big category, least-tried first: tries stay within a narrow band
+    tries = [stats.tries(i.id) for i in ideas if i.category == Category.ATTENTION]
+    assert max(tries) - min(tries) <= 3
+
+
+def test_builtin_corpus_categories_balanced():
+    ideas = [i for i in load_builtin_ideas() if i.edits]
+    sampler = FairIdeaSampler(ideas)
+    rng = np.random.default_rng(1)
+    stats = IdeaStats()
+    n = 5000
+    counts = {c: 0 for c in sampler.categories}
+    for _ in range(n):
+        counts[sampler.draw(rng, stats).category.value] += 1
+    k = len(counts)
+    expected = n / k
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert k >= 5
+    assert chi2 < 30  # well under the 0.001 critical value for <= 10 degrees of freedom
+
+
+def test_filter_keeps_remaining_categories_equal_and_none_when_empty():
+    ideas = [_idea(0, Category.SCALING, effect=Effect(macs=Direction.DOWN)),
+             _idea(1, Category.SCALING), _idea(0, Category.ACTIVATION)]
+    sampler = FairIdeaSampler(ideas)
+    rng = np.random.default_rng(0)
+    cut = lambda i: i.effect.macs == Direction.DOWN  # noqa: E731
+    assert {sampler.draw(rng, IdeaStats(), cut).id for _ in range(50)} == {"scaling-0"}
+    assert sampler.draw(rng, IdeaStats(), lambda i: False) is None
+
+
+def test_failing_ideas_fade_and_front_entries_help():
+    from evaluator.records import Evaluation
+
+    good, bad = _idea(0, Category.SCALING), _idea(1, Category.SCALING)
+    stats = IdeaStats()
+    ok = Evaluation(status="ok", stage="eval", val_acc=0.9, macs=1000, params=10)
+    failed = Evaluation(status="rejected", stage="shape", reason="x")
+    for _ in range(5):
+        stats.record(good.id, ok, None, True)
+        stats.record(bad.id, failed, None, False)
+    assert FairIdeaSampler.weight(good, stats) > 2 * FairIdeaSampler.weight(bad, stats)
