@@ -156,6 +156,24 @@ def describe_cell(cell: Cell) -> dict[str, float]:
     }
 
 
+def cell_macs(cell: Cell, image_size: int = 32, num_classes: int = 10, in_channels: int = 3,
+               cells_per_stage: int = 5) -> int:
+    """MACs per image of the whole NB201 network, analytically (conv + linear, incl. the linear
+    bias as the benchmark does; pooling, BN and additions not counted -- the table's
+    ``flops_M`` convention). Depends only on the cell's structure, never on the table."""
+    widths = (16, 32, 64)
+    conv = {"nor_conv_3x3": 9, "nor_conv_1x1": 1}
+    size = image_size
+    total = 9 * in_channels * widths[0] * size * size  # stem
+    per_cell_k = sum(conv.get(op, 0) for op in cell)
+    for stage, c in enumerate(widths):
+        if stage > 0:
+            c_in, size = widths[stage - 1], (size + 1) // 2
+            total += (9 * c_in * c + 9 * c * c + c_in * c) * size * size  # residual reduction
+        total += cells_per_stage * per_cell_k * c * c * size * size
+    return total + (widths[-1] + 1) * num_classes
+
+
 @register_space("nb201")
 class NB201Space:
     """The NAS-Bench-201 cell space as the search engine sees it.
@@ -208,6 +226,21 @@ class NB201Space:
 
     def describe(self, arch: str) -> dict[str, float]:
         return describe_cell(parse_arch(arch))
+
+    def macs(self, arch: str, image_size: int = 32, num_classes: int = 10,
+             in_channels: int = 3) -> int:
+        """MACs per image of the rendered network (table convention; see :func:`cell_macs`)."""
+        return cell_macs(parse_arch(arch), image_size, num_classes, in_channels,
+                         self.cells_per_stage)
+
+    def macs_range(self, image_size: int = 32, num_classes: int = 10,
+                   in_channels: int = 3) -> tuple[int, int]:
+        """(min, max) MACs over the space: no convolutions in the cells vs all 3x3."""
+        lo = cell_macs(("none",) * NUM_EDGES, image_size, num_classes, in_channels,
+                       self.cells_per_stage)
+        hi = cell_macs(("nor_conv_3x3",) * NUM_EDGES, image_size, num_classes, in_channels,
+                       self.cells_per_stage)
+        return lo, hi
 
     def key(self, arch: str) -> str:
         """Dedupe key: the canonical string (cells differ iff strings differ)."""

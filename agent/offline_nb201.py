@@ -1,0 +1,253 @@
+"""Offline (no LLM) mutation of NAS-Bench-201 cells, guided by design knowledge.
+
+An idea acts on a cell through its ``cell_ops`` (``knowledge.schema.CellOp``): what to change
+is the idea's; WHERE to apply it in the cell is chosen by a knowledge prior over cells that
+encodes general design knowledge (the same for every dataset, never read from the benchmark):
+
+- convolutions carry the capacity: ReLU-conv3x3-BN > ReLU-conv1x1-BN > parameter-free ops;
+- an identity shortcut from the cell input to its output eases optimisation (ResNet): a skip
+  connection on edge 3<-0 is worth more than anywhere else;
+- average pooling blurs and ``none`` cuts a path: both lose information; ops on edges that
+  cannot reach the output are wasted compute;
+- depth (convolutions in sequence, 0->1->2->3) adds non-linearity;
+- a cell must keep a path from input to output.
+
+Edits are sampled with probability ``softmax(prior(child) / T)`` over the places an op can
+go (T = request.temperature, default 0.3), so higher temperatures explore more. Every random
+choice comes from ``np.random.default_rng(request.seed)``: one request, one answer.
+The result carries the canonical arch string and no code (table-backed space: dedupe and
+novelty use the arch string; ``search.spaces.nb201.NB201Space.render`` gives the code).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from search.protocol import MutationRequest, MutationResult
+from search.spaces.nb201 import (
+    EDGES,
+    NUM_ARCHS,
+    NUM_EDGES,
+    OPS,
+    ArchError,
+    Cell,
+    cell_macs,
+    crossover_cells,
+    format_arch,
+    live_edges,
+    neighbours,
+    parse_arch,
+)
+
+CAPACITY = {"nor_conv_3x3": 1.0, "nor_conv_1x1": 0.6, "skip_connect": 0.25,
+            "avg_pool_3x3": -0.25, "none": 0.0}
+RESIDUAL_EDGE = EDGES.index((3, 0))
+RESIDUAL_BONUS = 1.0
+DEPTH_BONUS = 0.2
+DISCONNECTED = -5.0
+DEFAULT_TEMPERATURE = 0.3
+
+# cell op -> (ops it may replace, op it writes); None = "anything but the written op"
+_TARGET = {
+    "add_conv3x3": (None, "nor_conv_3x3"),
+    "add_conv1x1": (None, "nor_conv_1x1"),
+    "add_avg_pool": (None, "avg_pool_3x3"),
+    "add_skip": (None, "skip_connect"),
+    "delete_layer": (None, "none"),
+    "swap_conv1x1_to_conv3x3": (("nor_conv_1x1",), "nor_conv_3x3"),
+    "swap_pool_to_conv3x3": (("avg_pool_3x3",), "nor_conv_3x3"),
+    "remove_pool": (("avg_pool_3x3",), "skip_connect"),  # the path stays, the blur goes
+}
+_FALLBACK = {"swap_conv1x1_to_conv3x3": "add_conv3x3", "swap_pool_to_conv3x3": "add_conv3x3",
+             "remove_pool": "delete_layer"}
+GROW_OPS = ("add_conv3x3", "swap_conv1x1_to_conv3x3", "swap_pool_to_conv3x3", "add_conv1x1",
+            "add_skip")
+SHRINK_OPS = ("delete_layer", "add_skip", "add_conv1x1", "remove_pool")
+_SHRINK_WORDS = re.compile(r"\b(cut|reduc|fewer|cheap|shrink|smaller|lower|drastically reduc|"
+                           r"save|prune|lighter|less compute)", re.I)
+_GROW_WORDS = re.compile(r"\b(gain|increas|grow|larger|bigger|more capacity|wider|deeper|"
+                         r"improve accuracy|raise)", re.I)
+
+
+@lru_cache(maxsize=NUM_ARCHS)
+def prior_score(cell: Cell) -> float:
+    """Design-knowledge value of a cell (higher = more promising). Structure only."""
+    live = live_edges(cell)
+    if not any(live):
+        return DISCONNECTED
+    score = sum(CAPACITY[op] for op, ok in zip(cell, live, strict=True) if ok)
+    if cell[RESIDUAL_EDGE] == "skip_connect":
+        score += RESIDUAL_BONUS
+    depth = {0: 0}
+    for (i, j), op, ok in zip(EDGES, cell, live, strict=True):
+        if ok and j in depth:
+            depth[i] = max(depth.get(i, 0), depth[j] + op.startswith("nor_conv"))
+    return score + DEPTH_BONUS * max(depth.get(3, 0) - 1, 0)
+
+
+def _softmax_pick(rng: np.random.Generator, options: list[Cell], temperature: float) -> Cell:
+    scores = np.array([prior_score(c) for c in options])
+    t = max(temperature, 1e-3)
+    w = np.exp((scores - scores.max()) / t)
+    return options[int(rng.choice(len(options), p=w / w.sum()))]
+
+
+def apply_cell_op(cell: Cell, op: str, rng: np.random.Generator, temperature: float,
+                  allowed: frozenset[Cell] | None = None) -> tuple[Cell, str] | None:
+    """Apply one cell op at a prior-weighted place; None if it applies nowhere."""
+    if op not in _TARGET:
+        raise ValueError(f"unknown cell op {op!r} (known: {', '.join(_TARGET)})")
+    sources, target = _TARGET[op]
+    options, where = [], {}
+    for e in range(NUM_EDGES):
+        if cell[e] == target or (sources is not None and cell[e] not in sources):
+            continue
+        child = cell[:e] + (target,) + cell[e + 1:]
+        if allowed is not None and child not in allowed:
+            continue
+        options.append(child)
+        where[child] = e
+    if not options:
+        return None
+    child = _softmax_pick(rng, options, temperature)
+    e = where[child]
+    i, j = EDGES[e]
+    return child, f"{op}: edge {i}<-{j} {cell[e]} -> {target}"
+
+
+def _budget_filter(request: MutationRequest) -> frozenset[Cell] | None:
+    """Cells within the request's MACs cap (None = no cap)."""
+    c = request.constraints
+    if c.max_mmacs is None:
+        return None
+    return _cells_within(c.max_mmacs, c.image_size, c.num_classes, c.in_channels)
+
+
+@lru_cache(maxsize=16)
+def _cells_within(max_mmacs: float, image_size: int, num_classes: int, in_channels: int
+                  ) -> frozenset[Cell]:
+    return frozenset(cell for cell in itertools.product(OPS, repeat=NUM_EDGES)
+                     if cell_macs(cell, image_size, num_classes, in_channels) <= max_mmacs * 1e6)
+
+
+def _direction(instruction: str) -> str | None:
+    if _SHRINK_WORDS.search(instruction or ""):
+        return "shrink"
+    if _GROW_WORDS.search(instruction or ""):
+        return "grow"
+    return None
+
+
+def _parent_cell(request: MutationRequest, k: int = 0) -> Cell:
+    if len(request.parents) <= k or not request.parents[k].arch:
+        raise ArchError(f"operator {request.operator!r} needs parent {k + 1} with an NB201 arch")
+    return parse_arch(request.parents[k].arch or "")
+
+
+def _init_cell(rng: np.random.Generator, temperature: float) -> Cell:
+    """A cell drawn from the prior: 64 uniform cells, one kept by softmax(prior / T)."""
+    pool = [tuple(OPS[i] for i in rng.integers(0, len(OPS), NUM_EDGES)) for _ in range(64)]
+    return _softmax_pick(rng, pool, temperature)
+
+
+def mutate_cell(request: MutationRequest) -> MutationResult:
+    """Apply ``request`` (operator, idea's cell_ops, instruction) to the parent cell(s).
+
+    Operators: ``init``/``random`` (prior-guided / uniform new cell), ``idea``/``mutate`` (the
+    idea's cell_ops in order; without an idea, the instruction's direction), ``pareto``
+    (grow or shrink as the instruction says, the idea's ops when given), ``refine`` (the best
+    single-edge change by the prior, sampled), ``crossover`` (per-edge choice between two
+    parents, prior-weighted), ``repair`` (a valid cell nearest to the broken one).
+    """
+    rng = np.random.default_rng(request.seed)
+    temp = DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
+    allowed = _budget_filter(request)
+    op = request.operator
+    try:
+        if op == "random":
+            child, notes = tuple(OPS[i] for i in rng.integers(0, len(OPS), NUM_EDGES)), "random cell"
+        elif op == "init":
+            child, notes = _init_cell(rng, temp), "cell drawn from the design-knowledge prior"
+        elif op == "crossover":
+            child, notes = _crossover(request, rng, temp)
+        elif op == "repair":
+            child, notes = _repair(request, rng, temp)
+        else:
+            child, notes = _edit(request, rng, temp, allowed)
+    except (ArchError, ValueError) as exc:
+        return MutationResult(error=str(exc), mode="offline")
+    arch = format_arch(child)
+    return MutationResult(arch=arch, code=None, mode="offline", notes=notes,
+                          prompt=f"[offline nb201] {op}: {request.instruction or ''}".strip())
+
+
+def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
+          allowed: frozenset[Cell] | None) -> tuple[Cell, str]:
+    parent = _parent_cell(request)
+    ops: list[str] = list(request.idea.cell_ops) if request.idea and request.idea.cell_ops else []
+    direction = _direction(request.instruction)
+    if not ops:
+        pool = SHRINK_OPS if direction == "shrink" else GROW_OPS
+        if request.operator == "refine" or direction is None and request.operator != "idea":
+            # refine / plain mutate: the prior's pick among all one-edge changes
+            options = [c for c in neighbours(parent) if allowed is None or c in allowed]
+            if not options:
+                raise ValueError("no one-edge change of the parent fits the MACs cap")
+            child = _softmax_pick(rng, options, temp)
+            e = next(k for k in range(NUM_EDGES) if child[k] != parent[k])
+            return child, f"refine: edge {EDGES[e][0]}<-{EDGES[e][1]} {parent[e]} -> {child[e]}"
+        ops = [pool[int(rng.integers(len(pool)))]]
+    cell, notes = parent, []
+    for cop in ops:
+        step = apply_cell_op(cell, cop, rng, temp, allowed)
+        if step is None and cop in _FALLBACK:
+            step = apply_cell_op(cell, _FALLBACK[cop], rng, temp, allowed)
+        if step is None:
+            notes.append(f"{cop}: nowhere to apply")
+            continue
+        cell, note = step
+        notes.append(note)
+    if cell == parent:  # ops cancelled out or applied nowhere: still return a new cell
+        options = [c for c in neighbours(parent) if allowed is None or c in allowed]
+        if not options:
+            raise ValueError("the idea's cell ops do not apply to the parent within the MACs cap")
+        cell = _softmax_pick(rng, options, temp)
+        notes.append("no net change; took the prior's best one-edge change instead")
+    return cell, "; ".join(notes)
+
+
+def _crossover(request: MutationRequest, rng: np.random.Generator, temp: float
+               ) -> tuple[Cell, str]:
+    a, b = _parent_cell(request, 0), _parent_cell(request, 1)
+    pool = {crossover_cells(a, b, rng) for _ in range(16)} - {a, b}
+    if not pool:  # identical parents
+        pool = set(neighbours(a))
+    child = _softmax_pick(rng, sorted(pool), temp)
+    return child, "crossover: " + ", ".join(
+        f"{i}<-{j} from {'A' if x == y else 'B'}" for (i, j), x, y in zip(EDGES, child, a, strict=True))
+
+
+def _repair(request: MutationRequest, rng: np.random.Generator, temp: float) -> tuple[Cell, str]:
+    """Rebuild a valid cell from a broken arch string: keep every recognisable op."""
+    text = request.parents[0].arch if request.parents else ""
+    found = re.findall(r"(" + "|".join(OPS) + r")~\d", text or "")
+    if len(found) == NUM_EDGES:
+        return tuple(found), "repair: normalised the arch string"
+    cell = list(_init_cell(rng, temp))
+    for k, op in enumerate(found[:NUM_EDGES]):
+        cell[k] = op
+    return tuple(cell), f"repair: kept {len(found[:NUM_EDGES])} ops, filled the rest from the prior"
+
+
+class NB201OfflineMutator:
+    """``Mutator`` for the NB201 space alone (the general ``agent.offline.OfflineMutator``
+    delegates its ``space == "nb201"`` requests to :func:`mutate_cell` too)."""
+
+    name = "offline-nb201"
+
+    def mutate(self, request: MutationRequest) -> MutationResult:
+        return mutate_cell(request)
