@@ -77,8 +77,12 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
     opt = torch.optim.SGD([{"params": decay, "weight_decay": budget.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=budget.lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=budget.lr, total_steps=total, pct_start=0.2, anneal_strategy="linear")
+    warm = max(1, total // 5)  # one-cycle: linear warm-up over 20% of the steps, linear decay
+
+    def one_cycle(s: int) -> float:
+        return (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     log_every = max(1, total // 50)

@@ -1,0 +1,56 @@
+"""The static policy accepts ordinary model code and names line and rule when it rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluator.policy import check_source, first_violation
+
+OK_HEADER = "import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
+
+
+def test_example_and_common_idioms_pass():
+    example = (Path(__file__).parents[2] / "examples" / "resnet_tiny.py").read_text()
+    assert check_source(example) == []
+    code = OK_HEADER + (
+        "import math\nfrom functools import partial\nfrom typing import Optional\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, num_classes=10, in_channels=3):\n"
+        "        super(Net, self).__init__()\n"
+        "        self.layers = nn.ModuleList([self._make(i) for i in range(2)])\n"
+        "        self.act = getattr(nn, 'ReLU')()\n"
+        "    def _make(self, i):\n        return nn.Identity()\n"
+        "    def forward(self, x):\n        return F.relu(x).flatten(1)\n")
+    assert check_source(code) == []
+
+
+@pytest.mark.parametrize("snippet,rule", [
+    ("import os", "import-not-allowed"),
+    ("from torch.utils import data", "import-not-allowed"),
+    ("from torch import hub", "denied-attribute"),
+    ("from . import x", "import-not-allowed"),
+    ("x = eval('1')", "denied-name"),
+    ("x = __import__('os')", "denied-name"),
+    ("x = torch.os", "denied-attribute"),
+    ("x = torch.load", "denied-attribute"),
+    ("x = torch._C", "private-attribute"),
+    ("x = nn.Module.__subclasses__", "dunder-attribute"),
+    ("x = getattr(torch, name)", "getattr-nonliteral"),
+    ("x = getattr(torch, '__dict__')", "denied-attribute"),
+    ("x = '{0.__class__}'.format(1)", "denied-attribute"),
+    ("global y", "global-statement"),
+])
+def test_rejections_name_line_and_rule(snippet, rule):
+    code = OK_HEADER + "class Net(nn.Module):\n    pass\n" + snippet + "\n"
+    violation = first_violation(code)
+    assert violation is not None and violation.rule == rule
+    assert violation.line == 6
+    assert str(violation).startswith(f"line 6: {rule}: ")
+
+
+def test_syntax_error_and_missing_net():
+    (violation,) = check_source("def f(:\n")
+    assert (violation.rule, violation.line) == ("syntax-error", 1)
+    assert first_violation(OK_HEADER + "class Model(nn.Module):\n    pass\n").rule == "missing-net"

@@ -1,0 +1,93 @@
+"""Real proxy training on real data (sklearn digits), determinism, cost counting, budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluator import EvalConfig
+from evaluator.cascade import count_macs, count_params
+from evaluator.train import augment
+
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "resnet_tiny.py").read_text()
+
+KNOWN = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10, in_channels=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+'''
+# On digits (1x8x8): conv 8*8 positions * 8 out * 1 in * 9 taps = 4608 MACs; fc 512*10 = 5120.
+KNOWN_MACS = 4608 + 5120
+KNOWN_PARAMS = (8 * 9 + 8) + (512 * 10 + 10)
+
+
+def test_small_cnn_learns_digits(pool):
+    evaluation = pool.submit(EXAMPLE, EvalConfig(dataset="digits", epochs=3)).result()
+    assert evaluation.status == "ok", evaluation.reason
+    assert evaluation.val_acc > 0.8 and evaluation.test_acc > 0.8
+    assert evaluation.loss_curve[-1] < evaluation.loss_curve[0] - 0.5
+    assert evaluation.throughput > 0 and evaluation.train_seconds > 0
+    assert [t.stage for t in evaluation.timings] == [
+        "policy", "data", "build", "shape", "cost", "train", "eval"]
+
+
+def test_same_seed_same_result_other_seed_differs(pool):
+    cfg = EvalConfig(dataset="digits", epochs=1, seed=3)
+    first, second, other = [pool.submit(EXAMPLE, c).result() for c in
+                            (cfg, cfg, cfg.model_copy(update={"seed": 4}))]
+    assert first.status == second.status == other.status == "ok"
+    assert first.loss_curve == second.loss_curve
+    assert first.val_acc == second.val_acc and first.test_acc == second.test_acc
+    assert first.loss_curve != other.loss_curve
+
+
+def test_macs_and_params_match_hand_count(pool):
+    evaluation = pool.submit(KNOWN, EvalConfig(dataset="digits", max_steps=1)).result()
+    assert evaluation.status == "ok", evaluation.reason
+    assert evaluation.macs == KNOWN_MACS
+    assert evaluation.params == KNOWN_PARAMS
+
+
+def test_count_macs_strided_conv_in_process():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False))
+    # 32x32 input, stride 2 -> 16x16 outputs, each 16 channels x 3 in x 9 taps
+    assert count_macs(model, (3, 32, 32)) == 16 * 16 * 16 * 3 * 9
+    assert count_params(model) == 16 * 3 * 9
+
+
+@pytest.mark.parametrize("field,cap", [("max_params", 100), ("max_mmacs", 0.001)])
+def test_over_cap_rejected_without_training(pool, field, cap):
+    evaluation = pool.submit(KNOWN, EvalConfig(dataset="digits", **{field: cap})).result()
+    assert (evaluation.status, evaluation.stage) == ("rejected", "cost")
+    assert "exceed the cap" in evaluation.reason and "not trained" in evaluation.reason
+    assert evaluation.train_seconds is None and evaluation.val_acc is None
+    assert evaluation.macs == KNOWN_MACS
+
+
+def test_time_budget_stops_training(pool):
+    cfg = EvalConfig(dataset="digits", epochs=500, max_train_seconds=1.0)
+    evaluation = pool.submit(EXAMPLE, cfg).result()
+    assert evaluation.status == "ok", evaluation.reason
+    assert 1.0 <= evaluation.train_seconds < 4.0
+
+
+def test_augment_is_a_shift_of_the_input():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4) + 1
+    out = augment(x, pad=1, flip=False, gen=gen)
+    assert out.shape == x.shape
+    for i in range(2):
+        padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
+        shifts = [padded[:, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
+        assert any(torch.equal(out[i], s) for s in shifts)
