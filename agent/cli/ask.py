@@ -185,25 +185,29 @@ def ask_cmd(
 
     if not as_json:
         console.print(_goal_line(goal, cfg))
+    run_dir = paths.runs_dir() / cfg.name
+    stopped = None
     try:
-        result = run_search(cfg, paths.runs_dir(), mutator=mutator,
-                            knowledge=_TargetedKnowledge(pool, source))
-    except BudgetExceeded as exc:
-        err_console.print(f"[red]archlore ask: {exc}[/red]")
-        raise typer.Exit(1) from None
+        run_search(cfg, paths.runs_dir(), mutator=mutator,
+                   knowledge=_TargetedKnowledge(pool, source))
+    except BudgetExceeded as exc:  # keep what was evaluated before the LLM budget ran out
+        stopped = str(exc)
+        err_console.print(f"[yellow]archlore ask: {exc}; using the candidates so far[/yellow]")
     except (RunExists, ValueError) as exc:
         err_console.print(f"[red]archlore ask: {exc}[/red]")
         raise typer.Exit(2) from None
-    with RunStore(result.run_dir, create=False) as store:
+    with RunStore(run_dir, create=False) as store:
         candidates = store.candidates()
         ideas = store.ideas()
+        counts, usage = store.summary(), store.usage()
     found = best_for_goal(candidates, ideas, goal)
-    out_dir = Path(out) if out else Path(result.run_dir)
+    out_dir = Path(out) if out else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
-        "request": request, "goal": goal.model_dump(mode="json"), "run": result.name,
-        "run_dir": result.run_dir, "evaluated": result.counts.get("evaluated"),
-        "valid": result.counts.get("valid"), "llm": llm, "usage": result.usage.model_dump(),
+        "request": request, "goal": goal.model_dump(mode="json"), "run": cfg.name,
+        "run_dir": str(run_dir), "evaluated": counts.get("evaluated"),
+        "valid": counts.get("valid"), "llm": llm, "usage": usage.model_dump(),
+        "stopped": stopped,
         "found": found is not None,
     }
     if found is not None:

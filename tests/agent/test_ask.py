@@ -107,3 +107,18 @@ def test_best_for_goal_follows_lineage_and_caps():
     assert targeted_ideas(goal, list(ideas.values())) == [ideas["se"]]
     with pytest.raises(ValueError, match="no idea of category connectivity"):
         targeted_ideas(parse_goal("with residual connections"), list(ideas.values()))
+
+
+def test_ask_stops_cleanly_when_llm_budget_is_spent(server, tmp_path, monkeypatch):
+    server.responder = lambda body: json.dumps(
+        {"dataset": "digits", "max_mmacs": None, "max_params": None,
+         "required_categories": ["attention"], "excluded_categories": [], "text": ""})
+    monkeypatch.setenv("ARCHLORE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, [
+        "ask", "a digits network that uses attention", "--llm", "openai", "--base-url",
+        server.base_url, "--model", "m", "--llm-budget-tokens", "10", "--budget", "3",
+        "--epochs", "0.2", "--json", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1, result.output  # only seeds evaluated: none uses attention
+    summary = json.loads((tmp_path / "o" / "ask.json").read_text())
+    assert "token budget spent" in summary["stopped"] and summary["found"] is False
+    assert len(server.requests) == 1  # the goal call; no mutation call went out
