@@ -16,6 +16,7 @@ import re
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent import prompts
+from agent.llm.base import BudgetExceeded, LLMError
 from knowledge.schema import Category
 from search.protocol import Constraints
 
@@ -203,8 +204,18 @@ def _parse_goal_llm(text: str, model) -> Goal:
                             categories=", ".join(c.value for c in Category))
     messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
     error = ""
+    response_format: dict | None = _goal_schema()
     for _attempt in range(2):
-        answer = model.chat(messages, temperature=0.0, response_format=_goal_schema()).text
+        try:
+            answer = model.chat(messages, temperature=0.0, response_format=response_format).text
+        except BudgetExceeded:
+            raise
+        except LLMError as e:
+            if response_format is None or "HTTP 4" not in str(e):
+                raise
+            # some servers reject json_schema; the system prompt alone asks for JSON
+            response_format = None
+            answer = model.chat(messages, temperature=0.0).text
         try:
             data = json.loads(_json_object(answer))
             data["text"] = text.strip()

@@ -79,3 +79,16 @@ def test_llm_goal_retried_once_then_rules(server, make_model):
     server.script = ["not json", '{"required_categories": ["teleportation"]}']
     g = parse_goal("a CIFAR-10 network under 50 MFLOPs", model=make_model())
     assert g.source.startswith("rules (llm answer invalid") and g.max_mmacs == 50
+
+
+def test_llm_goal_falls_back_when_server_rejects_json_schema(server, make_model):
+    from agent.llm.local_server import Reply
+
+    good = {"dataset": "digits", "max_mmacs": 2, "max_params": None,
+            "required_categories": [], "excluded_categories": [], "text": ""}
+    server.script = [Reply(status=400, text="response_format json_schema not supported"),
+                     json.dumps(good)]
+    g = parse_goal("digits under 2 MMACs", model=make_model())
+    assert g.source == "llm" and g.max_mmacs == 2
+    assert "response_format" in server.requests[0].body
+    assert "response_format" not in server.requests[1].body

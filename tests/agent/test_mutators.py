@@ -1,0 +1,33 @@
+"""make_mutator: the CLI's factory for LLM mutators (the offline one is tested with it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.llm.openai_backend import OpenAIModel
+from agent.llm.replay import RecordingModel
+from agent.llm_mutator import LLMMutator
+from agent.mutators import make_mutator
+from search.protocol import MutationRequest, Mutator, ParentInfo
+from tests.agent.conftest import PARENT
+
+
+def test_make_llm_mutator_over_http_with_options(server, tmp_path):
+    server.script = ["```python\n" + PARENT + "```"]
+    cassette = tmp_path / "rec.jsonl"
+    mutator = make_mutator("openai", base_url=server.base_url, model="m-1", mode="full",
+                           max_repair_turns=0, record=str(cassette), api_key=None)
+    assert isinstance(mutator, Mutator) and isinstance(mutator, LLMMutator)
+    assert mutator.name == "llm" and mutator.mode == "full" and mutator.max_repair_turns == 0
+    assert isinstance(mutator.model, RecordingModel)
+    assert isinstance(mutator.model.inner, OpenAIModel)
+    result = mutator.mutate(MutationRequest(operator="refine", parents=[ParentInfo(code=PARENT)]))
+    assert result.code and result.mode == "full"
+    assert server.requests[0].body["model"] == "m-1" and cassette.read_text().count("\n") == 1
+
+
+def test_make_mutator_rejects_unknown_backend_and_mode():
+    with pytest.raises(ValueError, match="unknown LLM backend 'gpt5'"):
+        make_mutator("gpt5")
+    with pytest.raises(ValueError, match="mode must be 'delta' or 'full'"):
+        make_mutator("scripted", mode="diff")
