@@ -32,6 +32,11 @@ class ChatResponse(BaseModel):
     latency_s: float = 0.0  # wall clock of the call, retries included
     finish_reason: str | None = None  # "stop", "length" (truncated), ...
 
+    @property
+    def latency(self) -> float:
+        """Alias of ``latency_s`` (seconds)."""
+        return self.latency_s
+
 
 class Price(BaseModel):
     """US dollars per million tokens."""
