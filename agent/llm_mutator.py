@@ -404,3 +404,17 @@ def _idea_block(idea: Idea, chunks: list[str]) -> str:
     return "\n".join(x for x in (
         f"## Design idea to use: {v['idea_name']} ({v['idea_category']})",
         v["idea_description"], v["idea_details"], v["provenance"], v["chunks"]) if x)
+
+
+def valid_rate_by_mode(candidates: list) -> dict[str, dict[str, float]]:
+    """Per answer form ("delta" / "full" / "offline"): candidates, valid ones and the valid
+    rate, over evaluated (non-duplicate) candidates produced by a mutator. A delta answer that
+    needed a full-code fallback counts as "full" (the form the code came from)."""
+    stats: dict[str, dict[str, float]] = {}
+    for c in candidates:
+        if c.mode in ("delta", "full", "offline") and c.status == "evaluated":
+            s = stats.setdefault(c.mode, {"n": 0, "valid": 0, "valid_rate": 0.0})
+            s["n"] += 1
+            s["valid"] += int(c.valid)
+            s["valid_rate"] = s["valid"] / s["n"]
+    return stats

@@ -133,6 +133,7 @@ def ask_cmd(
     dropout"."""
     from agent.goal import GoalParseError, parse_goal
     from agent.llm import BudgetExceeded, LLMError
+    from agent.llm_mutator import valid_rate_by_mode
     from agent.mutators import make_mutator
 
     try:
@@ -207,7 +208,7 @@ def ask_cmd(
         "request": request, "goal": goal.model_dump(mode="json"), "run": cfg.name,
         "run_dir": str(run_dir), "evaluated": counts.get("evaluated"),
         "valid": counts.get("valid"), "llm": llm, "usage": usage.model_dump(),
-        "stopped": stopped,
+        "stopped": stopped, "valid_rate_by_mode": valid_rate_by_mode(candidates),
         "found": found is not None,
     }
     if found is not None:

@@ -80,6 +80,7 @@ def test_ask_over_http_then_replay_without_server(server, tmp_path, monkeypatch)
     b = json.loads(second.output)
     assert b["code"] == a["code"] and b["best"]["id"] == best["id"]
     assert b["best"]["val_acc"] == best["val_acc"]
+    assert a["valid_rate_by_mode"]["full"]["n"] >= 1  # the scripted answers are full code
 
 
 def test_ask_rejects_bad_requests(tmp_path, monkeypatch):
