@@ -112,7 +112,7 @@ def _lower_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
 
 
 def _higher_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: -s.expand, lambda s: s.block in ("bottleneck", "mbconv", "convnext", "dense", "inception"))
+    i = _pick_stage(spec, lambda s: -s.expand, lambda s: s.block in ("bottleneck", "mbconv", "fused", "convnext", "dense", "inception"))
     return None if i is None else _edit(spec, "scale", f"stages[{i}].expand", 1.5)
 
 
@@ -235,9 +235,10 @@ class OpenSpace:
         width = int(rng.choice([8, 12, 16, 24, 32]))
         stages = []
         for i in range(n):
-            block = str(rng.choice(["plain", "basic", "bottleneck", "mbconv", "convnext", "dwsep",
-                                    "dense", "inception"]))
-            expand = {"bottleneck": 0.5, "mbconv": 4.0, "convnext": 4.0, "dense": 0.25}.get(block, 1.0)
+            block = str(rng.choice(["plain", "basic", "bottleneck", "mbconv", "fused", "convnext",
+                                    "dwsep", "dense", "inception"]))
+            expand = {"bottleneck": 0.5, "mbconv": 4.0, "fused": 2.0, "convnext": 4.0,
+                      "dense": 0.25}.get(block, 1.0)
             stages.append(Stage(
                 block=block, channels=width * 2 ** i, depth=int(rng.integers(1, 3)),
                 stride=1 if i == 0 else 2, kernel=int(rng.choice([3, 3, 5])), expand=expand,
@@ -300,10 +301,9 @@ class OpenSpace:
         """Apply one named move (see SHRINK_MOVES / GROW_MOVES); None if it does not apply."""
         return ALL_MOVES[name](spec, constraints or Constraints())
 
-    def shrink_step(self, spec: ArchSpec, constraints: Constraints | None = None,
-                    rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
-        """One MACs-cutting move: random among those that cut MACs (rng given) or the one that
-        cuts most (no rng). None if no move cuts MACs."""
+    def shrink_options(self, spec: ArchSpec, constraints: Constraints | None = None
+                       ) -> list[tuple[int, str, ArchSpec]]:
+        """(MACs, move name, spec) for every shrink move that cuts MACs."""
         c = constraints or Constraints()
         base = self.estimate_macs(spec, c)
         options = []
@@ -311,6 +311,13 @@ class OpenSpace:
             new = mv(spec, c)
             if new is not None and (m := self.estimate_macs(new, c)) < base:
                 options.append((m, name, new))
+        return options
+
+    def shrink_step(self, spec: ArchSpec, constraints: Constraints | None = None,
+                    rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
+        """One MACs-cutting move: random among those that cut MACs (rng given) or the one that
+        cuts most (no rng). None if no move cuts MACs."""
+        options = self.shrink_options(spec, constraints)
         if not options:
             return None
         if rng is None:
@@ -347,32 +354,28 @@ class OpenSpace:
         step = self.grow_step(spec, constraints, rng)
         return spec if step is None else step[0]
 
-    def fit(self, spec: ArchSpec, constraints: Constraints | None = None,
-            max_steps: int = 40) -> ArchSpec:
-        """Shrink (largest cut first) until the caps hold; raises ValueError if they cannot."""
-        c = constraints or Constraints()
-        for _ in range(max_steps):
-            if fits(spec, c):
-                return spec
-            step = self.shrink_step(spec, c)
-            if step is None:
-                break
-            spec = step[0]
-        if fits(spec, c):
-            return spec
-        macs, params = measure(spec, c)
-        raise ValueError(f"cannot fit caps (max_mmacs={c.max_mmacs}, max_params={c.max_params}): "
-                         f"smallest reachable net has {macs / 1e6:.3f} MMACs, {params} params")
+    def fit(self, spec: ArchSpec, constraints: Constraints | None = None) -> ArchSpec:
+        """``spec`` shrunk until the caps hold (see ``fit_steps``)."""
+        return self.fit_steps(spec, constraints or Constraints())[0]
 
-    def fit_steps(self, spec: ArchSpec, constraints: Constraints) -> tuple[ArchSpec, list[str]]:
-        """Like ``fit`` but also returns the moves taken (for notes)."""
+    def fit_steps(self, spec: ArchSpec, constraints: Constraints,
+                  max_steps: int = 40) -> tuple[ArchSpec, list[str]]:
+        """Shrink until the caps hold, returning the moves taken. Each step takes the gentlest
+        move that already fits (the most MACs left), else the move that cuts most. Raises
+        ValueError when no sequence of moves reaches the caps."""
         moves: list[str] = []
-        for _ in range(40):
+        for _ in range(max_steps):
             if fits(spec, constraints):
+                return spec, moves
+            options = self.shrink_options(spec, constraints)
+            if not options:
                 break
-            step = self.shrink_step(spec, constraints)
-            if step is None:
-                break
-            spec, name = step
+            fitting = [o for o in options if fits(o[2], constraints)]
+            _, name, spec = max(fitting, key=lambda o: o[0]) if fitting else min(options, key=lambda o: o[0])
             moves.append(name)
-        return self.fit(spec, constraints), moves
+        if fits(spec, constraints):
+            return spec, moves
+        macs, params = measure(spec, constraints)
+        raise ValueError(f"cannot fit caps (max_mmacs={constraints.max_mmacs}, "
+                         f"max_params={constraints.max_params}): smallest reachable net has "
+                         f"{macs / 1e6:.3f} MMACs, {params} params")

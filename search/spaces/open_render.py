@@ -125,18 +125,26 @@ class CBAM(nn.Module):
 ''',
     "SpatialSelfAttention": '''
 class SpatialSelfAttention(nn.Module):
-    """Multi-head self-attention over the H*W positions, pre-norm, with its own residual."""
+    """Multi-head self-attention over the H*W positions, pre-norm, with its own residual.
+
+    Written with explicit matmuls so FLOP counters see the attention cost on every device.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        self.heads = math.gcd(channels, 4)
         self.norm = nn.LayerNorm(channels)
-        self.attn = nn.MultiheadAttention(channels, math.gcd(channels, 4), batch_first=True)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         tokens = self.norm(x.flatten(2).transpose(1, 2))  # (N, H*W, C)
-        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
-        return x + out.transpose(1, 2).reshape(n, c, h, w)
+        q, k, v = self.qkv(tokens).reshape(n, h * w, 3, self.heads, c // self.heads).permute(
+            2, 0, 3, 1, 4)  # each (N, heads, H*W, C / heads)
+        attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(c // self.heads), dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(n, h * w, c)
+        return x + self.proj(out).transpose(1, 2).reshape(n, c, h, w)
 ''',
     "BlurPool": '''
 class BlurPool(nn.Module):
@@ -259,6 +267,10 @@ def _body(stage: Stage, cin: int, cout: int, stride: int, used: set[str]) -> tup
         hidden = max(4, int(round(cin * stage.expand)))
         expand = [f"ConvNormAct({cin}, {hidden}, 1)"] if hidden != cin else []
         return [*expand, f"ConvNormAct({hidden}, {hidden}, {k}, {stride}, groups={hidden})",
+                f"ConvNormAct({hidden}, {cout}, 1, act=False)"], False
+    if stage.block == "fused":  # EfficientNetV2's Fused-MBConv: full kxk expansion, 1x1 project
+        hidden = max(4, int(round(cin * stage.expand)))
+        return [f"ConvNormAct({cin}, {hidden}, {k}, {stride}, groups={g})",
                 f"ConvNormAct({hidden}, {cout}, 1, act=False)"], False
     if stage.block == "convnext":
         return [f"nn.Conv2d({cin}, {cin}, {k}, {stride}, {k // 2}, groups={cin})",

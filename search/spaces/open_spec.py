@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from knowledge.schema import ArchEdit
 
-Block = Literal["plain", "basic", "bottleneck", "mbconv", "convnext", "dwsep", "dense", "inception"]
+Block = Literal["plain", "basic", "bottleneck", "mbconv", "fused", "convnext", "dwsep", "dense",
+                "inception"]
 Attention = Literal["none", "se", "eca", "cbam", "mhsa"]
 Norm = Literal["bn", "gn", "ln", "none"]
 Act = Literal["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "hardswish", "mish"]
@@ -54,8 +55,8 @@ class Stage(_Strict):
     depth: int = Field(1, ge=1, le=8)
     stride: int = Field(1, ge=1, le=2)
     kernel: int = Field(3, ge=1, le=9)
-    # hidden width of the block = expand * output channels (bottleneck ~0.25, mbconv/convnext ~4;
-    # dense: growth per layer = expand * channels)
+    # hidden width = expand * output channels (bottleneck ~0.25, convnext ~4; mbconv/fused: expand *
+    # input channels; dense: growth per layer = expand * channels)
     expand: float = Field(1.0, ge=0.125, le=8.0)
     groups: int = Field(1, ge=1, le=64)  # of the spatial conv; reduced to a divisor at render
     shuffle: bool = False  # channel shuffle after grouped convs (ShuffleNet)
