@@ -123,3 +123,19 @@ def test_ask_stops_cleanly_when_llm_budget_is_spent(server, tmp_path, monkeypatc
     summary = json.loads((tmp_path / "o" / "ask.json").read_text())
     assert "token budget spent" in summary["stopped"] and summary["found"] is False
     assert len(server.requests) == 1  # the goal call; no mutation call went out
+
+
+def test_ask_offline_meets_caps_and_categories(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHLORE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, [
+        "ask", "a digits network under 0.5 MFLOPs that uses attention, without dropout",
+        "--budget", "6", "--epochs", "0.5", "--json", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.output)
+    assert s["goal"]["source"] == "rules" and s["goal"]["excluded_categories"] == ["regularization"]
+    best = s["best"]
+    assert best["mmacs"] <= 0.5 and best["val_acc"] is not None
+    cats = [row["category"] for row in best["lineage"] if row["category"]]
+    assert "attention" in cats and "regularization" not in cats
+    assert s["valid_rate_by_mode"]["offline"]["n"] >= 1
+    assert (tmp_path / "o" / "best_model.py").read_text().count("class Net(") == 1
