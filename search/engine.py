@@ -156,10 +156,14 @@ class SearchEngine:
     def _repair(self, failed: Candidate, cid: int) -> Proposal:
         ev = failed.evaluation
         assert self.mutator is not None and ev is not None
+        parents = [ParentInfo(candidate_id=failed.id, code=failed.code or "", arch=failed.arch,
+                              evaluation=ev)]
+        grand = self.store.get(failed.parents[0]) if failed.parents else None
+        if grand is not None:  # the failed child's own parent: something to fall back to
+            parents.append(ParentInfo(candidate_id=grand.id, code=grand.code or "",
+                                      arch=grand.arch, evaluation=grand.evaluation))
         req = MutationRequest(
-            operator="repair", space=self.space_name,
-            parents=[ParentInfo(candidate_id=failed.id, code=failed.code or "", arch=failed.arch,
-                                evaluation=ev)],
+            operator="repair", space=self.space_name, parents=parents,
             idea=self.ideas.get(failed.idea_id or ""), constraints=self.constraints,
             error=f"rejected at {ev.stage}: {ev.reason}", seed=int(self.seed * 1_000_003 + cid))
         res = self.mutator.mutate(req)

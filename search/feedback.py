@@ -86,9 +86,15 @@ class IdeaStats:
 
 
 def describe_outcome(cid: int, operator: str, idea_id: str | None, ev: Evaluation | None,
-                     parent: Evaluation | None, duplicate_of: int | None = None) -> str:
-    """One line of lineage feedback for the next mutation of this lineage."""
+                     parent: Evaluation | None, duplicate_of: int | None = None,
+                     notes: str = "") -> str:
+    """One line of lineage feedback for the next mutation of this lineage: what was done
+    (the mutator's notes, e.g. ``move: narrower``) and the verdict against the parent
+    (``better`` / ``worse`` in accuracy), or the error."""
     what = f"#{cid} {operator}" + (f" with idea {idea_id}" if idea_id else "")
+    note = notes.split("; ")[-1].split(" [near-duplicate")[0].strip()
+    if note:
+        what += f" ({note[:120]})"
     if duplicate_of is not None:
         return f"{what}: rejected as a near-duplicate of #{duplicate_of}; try a different change"
     if ev is None:
@@ -97,8 +103,9 @@ def describe_outcome(cid: int, operator: str, idea_id: str | None, ev: Evaluatio
         return f"{what}: {ev.status} at {ev.stage}: {ev.reason[:200]}"
     text = f"{what}: val acc {ev.val_acc:.4f}, {ev.macs / 1e6:.3f} MMACs, {ev.params} params"
     if parent is not None and parent.ok and parent.val_acc is not None and parent.macs is not None:
-        text += (f" (vs parent {100 * (ev.val_acc - parent.val_acc):+.2f} acc points, "
-                 f"{(ev.macs - parent.macs) / 1e6:+.3f} MMACs)")
+        verdict = "better" if ev.val_acc > parent.val_acc else "worse"
+        text += (f" ({verdict} than the parent: {100 * (ev.val_acc - parent.val_acc):+.2f} acc "
+                 f"points, {(ev.macs - parent.macs) / 1e6:+.3f} MMACs)")
     if ev.loss_curve:
         text += f"; final train loss {ev.loss_curve[-1]:.3f}"
     return text

@@ -3,7 +3,7 @@
 Code candidates: the source is canonicalised (parsed with ``ast`` so comments, docstrings
 and formatting vanish; names the code itself defines -- classes, functions, arguments,
 variables, ``self.<attr>`` fields, import aliases -- renamed to ``v0, v1, ...`` in order of
-first use) and tokenised with ``tokenize``. Library names (``nn.Conv2d``, ``F.gelu``),
+first use) and serialised as a walk of its syntax tree. Library names (``nn.Conv2d``, ``F.gelu``),
 keyword arguments and literals are kept, so a renamed or reformatted copy is *identical*.
 Near-duplicates: k-token shingles (own names read as one placeholder, so moving a definition
 only touches the shingles around it) are MinHashed, and a datasketch ``MinHashLSH`` index
@@ -19,19 +19,16 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
-import io
 import keyword
 import re
-import tokenize
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 _KEEP = set(dir(builtins)) | set(keyword.kwlist) | {"self", "super"}
+_SMALL_GROUP = 64  # same-settings groups up to this size are scanned without the LSH
 _RENAMED = re.compile(r"v[0-9]+")
-_DELIMITERS = {"(", ")", "[", "]", "{", "}", ",", ":", ".", ";"}
-_SKIP_TOKENS = {tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT,
-                tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER}
+_DELIMITERS = {")"}
 
 
 class _Definitions(ast.NodeVisitor):
@@ -76,9 +73,15 @@ def _strip_docstrings(tree: ast.AST) -> None:
                 node.body = body[1:] or [ast.Pass()]
 
 
+_NAME_FIELDS = {"id", "attr", "arg", "name", "asname"}
+_SKIP_NODES = (ast.Load, ast.Store, ast.Del)
+
+
 def canonical_tokens(code: str) -> list[str]:
-    """Token list of the canonical form of ``code``. Unparseable code falls back to its
-    whitespace-split words (it will be rejected by the evaluator anyway)."""
+    """Token list of the canonical form of ``code``: a pre-order walk of its syntax tree
+    (node types, names, literals), so formatting and comments cannot matter; docstrings are
+    dropped and the code's own names renamed ``v0, v1, ...`` by first use. Unparseable code
+    falls back to its whitespace-split words (the evaluator rejects it anyway)."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -87,16 +90,33 @@ def canonical_tokens(code: str) -> list[str]:
     defs = _Definitions()
     defs.visit(tree)
     renamable = defs.names - _KEEP
-    source = ast.unparse(tree)
     mapping: dict[str, str] = {}
     out: list[str] = []
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in _SKIP_TOKENS:
-            continue
-        text = tok.string
-        if tok.type == tokenize.NAME and text in renamable:
-            text = mapping.setdefault(text, f"v{len(mapping)}")
-        out.append(text)
+
+    def walk(node: ast.AST) -> None:
+        out.append(type(node).__name__)
+        for fname, value in ast.iter_fields(node):
+            if isinstance(value, ast.AST):
+                if not isinstance(value, _SKIP_NODES):
+                    walk(value)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        walk(item)
+                    elif item is not None:
+                        out.append(repr(item))
+                out.append(")")
+            elif value is None or fname in ("type_comment", "kind"):
+                continue
+            elif fname in _NAME_FIELDS and isinstance(value, str):
+                out.append(mapping.setdefault(value, f"v{len(mapping)}")
+                           if value in renamable else value)
+            elif fname == "module":
+                out.append(str(value))
+            elif fname != "level":
+                out.append(repr(value))
+
+    walk(tree)
     return out
 
 
@@ -134,7 +154,9 @@ class NoveltyFilter:
     (``content_hash``: literals, library names, operators) are the same -- structurally
     near-identical code that computes the same thing (reordered statements, dead code).
     A real change (one channel count, another activation) changes the settings and passes,
-    however small its share of a long file.
+    however small its share of a long file. Candidates are grouped by settings, so a query
+    whose settings are new is answered by one dict lookup; groups up to 64 are compared
+    directly, larger ones through the LSH.
 
     Keys are candidate ids. Deterministic (fixed MinHash seed), so a resumed run rebuilds
     the same index by re-adding stored candidates in id order.
@@ -151,6 +173,7 @@ class NoveltyFilter:
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._hashvalues: dict[str, np.ndarray] = {}  # key -> MinHash values (verification)
         self._content: dict[str, str] = {}  # key -> content hash
+        self._by_content: dict[str, list[int]] = {}  # content hash -> keys
         self._exact: dict[str, int] = {}  # canonical arch string / canonical code hash -> key
         self._template = MinHash(num_perm=num_perm, seed=1)
 
@@ -159,7 +182,10 @@ class NoveltyFilter:
 
     def signature(self, code: str) -> tuple[str, str, MinHash]:
         """(canonical hash, content hash, MinHash) of one code candidate."""
-        tokens = canonical_tokens(code)
+        return self.signature_of_tokens(canonical_tokens(code))
+
+    def signature_of_tokens(self, tokens: list[str]) -> tuple[str, str, MinHash]:
+        """``signature`` from an already canonical token stream."""
         # shingles see every own identifier as one placeholder, so moving a definition (which
         # renumbers v0, v1, ...) changes only the shingles around it
         flat = ["ID" if _RENAMED.fullmatch(t) else t for t in tokens]
@@ -173,25 +199,34 @@ class NoveltyFilter:
 
     def check(self, code: str | None = None, arch: str | None = None,
               signature: tuple[str, str, MinHash] | None = None) -> int | None:
-        """Key of a stored candidate this one duplicates, or None if it is novel."""
-        if code is None:
+        """Key of a stored candidate this one duplicates, or None if it is novel.
+        ``signature`` (from ``signature``) skips re-canonicalising ``code``."""
+        if code is None and signature is None:
             return self._exact.get(self._arch_key(arch)) if arch else None
         canon, content, m = signature or self.signature(code)
         exact = self._exact.get("code:" + canon)
         if exact is not None or self.threshold >= 1.0:
             return exact
-        best: tuple[float, int] | None = None
-        for key in self._lsh.query(m):
-            if self._content[key] != content:
-                continue
-            sim = float(np.mean(m.hashvalues == self._hashvalues[key]))
-            if sim >= self.threshold and (best is None or (sim, -int(key)) > (best[0], -best[1])):
-                best = (sim, int(key))
-        return None if best is None else best[1]
+        group = self._by_content.get(content)
+        if not group:  # nothing stored has the same settings: novel without an index lookup
+            return None
+        if len(group) <= _SMALL_GROUP:  # few same-settings candidates: compare them directly
+            keys = group
+        else:
+            keys = [int(k) for k in self._lsh.query(m) if self._content[k] == content]
+        if not keys:
+            return None
+        hv = np.stack([self._hashvalues[str(k)] for k in keys])
+        sims = np.mean(hv == m.hashvalues, axis=1)
+        ok = np.flatnonzero(sims >= self.threshold)
+        if not len(ok):
+            return None
+        best = max(ok, key=lambda i: (sims[i], -keys[i]))
+        return int(keys[best])
 
     def add(self, key: int, code: str | None = None, arch: str | None = None,
             signature: tuple[str, str, MinHash] | None = None) -> None:
-        if code is None:
+        if code is None and signature is None:
             if arch:
                 self._exact.setdefault(self._arch_key(arch), key)
             return
@@ -202,6 +237,7 @@ class NoveltyFilter:
             return
         self._hashvalues[skey] = m.hashvalues
         self._content[skey] = content
+        self._by_content.setdefault(content, []).append(key)
         self._lsh.insert(skey, m)
 
     def check_and_add(self, key: int, code: str | None = None,

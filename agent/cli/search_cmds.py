@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -60,28 +60,28 @@ def _knowledge(path: str | None):
 
 
 def search_cmd(
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML config file."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    budget: Optional[int] = typer.Option(None, "--budget", help="Candidates to evaluate."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits, cifar10, ..."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset directory."),
-    space: Optional[str] = typer.Option(None, "--space", help="open | nb201"),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="fairnad, rea, random, ..."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="offline (default), openai, replay"),
-    model: Optional[str] = typer.Option(None, "--model", help="LLM model name."),
-    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Knowledge store dir."),
-    workers: Optional[int] = typer.Option(None, "--workers"),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs per candidate."),
-    max_mflops: Optional[float] = typer.Option(
+    config_file: Path | None = typer.Option(None, "--config", help="TOML or YAML config file."),
+    name: str | None = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
+    seed: int | None = typer.Option(None, "--seed"),
+    budget: int | None = typer.Option(None, "--budget", help="Candidates to evaluate."),
+    dataset: str | None = typer.Option(None, "--dataset", help="digits, cifar10, ..."),
+    data_root: str | None = typer.Option(None, "--data-root", help="Dataset directory."),
+    space: str | None = typer.Option(None, "--space", help="open | nb201"),
+    strategy: str | None = typer.Option(None, "--strategy", help="fairnad, rea, random, ..."),
+    llm: str | None = typer.Option(None, "--llm", help="offline (default), openai, replay"),
+    model: str | None = typer.Option(None, "--model", help="LLM model name."),
+    knowledge: str | None = typer.Option(None, "--knowledge", help="Knowledge store dir."),
+    workers: int | None = typer.Option(None, "--workers"),
+    epochs: float | None = typer.Option(None, "--epochs", help="Training epochs per candidate."),
+    max_mflops: float | None = typer.Option(
         None, "--max-mflops", help="Cap in millions of MACs per image (archlore's FLOPs = MACs)."),
-    max_params: Optional[int] = typer.Option(None, "--max-params"),
-    novelty_threshold: Optional[float] = typer.Option(None, "--novelty-threshold"),
-    repair_turns: Optional[int] = typer.Option(None, "--repair-turns"),
-    n_seeds: Optional[int] = typer.Option(None, "--n-seeds"),
+    max_params: int | None = typer.Option(None, "--max-params"),
+    novelty_threshold: float | None = typer.Option(None, "--novelty-threshold"),
+    repair_turns: int | None = typer.Option(None, "--repair-turns"),
+    n_seeds: int | None = typer.Option(None, "--n-seeds"),
     assignments: list[str] = typer.Option(
         [], "--set", help="Any config field: KEY=VALUE (JSON values; dots for nested keys)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue the run NAME."),
     live: bool = typer.Option(True, "--live/--no-live", help="Rich live progress view."),
 ) -> None:
     """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,

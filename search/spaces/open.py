@@ -218,7 +218,8 @@ class OpenSpace:
         c = constraints or Constraints()
         n = 3 if c.image_size <= 16 else 4
         seeds = [
-            ArchSpec(name="seed-plain", stages=_stages("plain", [16, 32, 64, 128][:n], [1] * n, skip=False)),
+            ArchSpec(name="seed-plain", downsample="maxpool", head=Head(hidden=64),  # VGG-like
+                     stages=_stages("plain", [16, 32, 64, 128][:n], [1] * n, skip=False)),
             ArchSpec(name="seed-resnet", stages=_stages("basic", [16, 32, 64, 128][:n], [1] * n)),
             ArchSpec(name="seed-mobilenet", act="relu6",
                      stages=_stages("mbconv", [16, 24, 40, 80][:n], [1, 2, 2, 2][:n], expand=4.0)),

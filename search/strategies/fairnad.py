@@ -7,8 +7,9 @@ Works on any space that offers initial architectures (``seeds(constraints)`` and
 - afterwards each proposal draws one mutation type from a configurable mix:
   ``idea`` (a front parent + an idea from the fair sampler), ``pareto`` (the goal depends on
   where the parent sits on the front: a cheap parent should gain accuracy within the MACs
-  budget, an accurate one should cut MACs keeping accuracy; ideas whose reported effect fits
-  the goal are preferred, fairly), ``refine`` (continue the most recent lineage that reached
+  budget, an accurate one should cut MACs keeping accuracy; an LLM mutator also gets an idea
+  whose reported effect fits the goal, drawn fairly; the offline mutator meets the goal with
+  one structural grow / shrink move), ``refine`` (continue the most recent lineage that reached
   the front, with its history) and ``crossover`` (two front parents);
 - parents come from the current non-dominated set (val acc up, MACs down) by binary
   tournament on crowding distance, which favours the sparse parts of the front;
@@ -39,9 +40,11 @@ OPERATORS = ("idea", "pareto", "refine", "crossover")
 DEFAULT_MIX = {"idea": 0.4, "pareto": 0.3, "refine": 0.15, "crossover": 0.15}
 FEEDBACK_LINES = 5
 
-# Pareto-aware goals (the offline mutator recognises them by the leading keyword).
-GOAL_ACCURACY = "gain accuracy"
-GOAL_CUT_MACS = "cut MACs"
+# Pareto-aware goals. The offline mutator reads the leading keyword ("grow" / "shrink") and
+# the first "<number> MMACs" as the budget (agent/offline.py), an LLM reads the whole sentence.
+GOAL_ACCURACY = "grow"
+GOAL_CUT_MACS = "shrink"
+IDEA_RETRIES = 3  # "no-op" answers (the parent already embodies the idea): draw another idea
 
 
 def load_ideas(knowledge: Any) -> list[Idea]:
@@ -73,7 +76,7 @@ class FairNAD(Strategy):
         if total <= 0:
             raise ValueError(f"mutation mix has no positive weight: {mix}")
         self.mix = {k: mix.get(k, 0.0) / total for k in OPERATORS}
-        offline = getattr(ctx.mutator, "name", "") == "offline"
+        self.offline = offline = getattr(ctx.mutator, "name", "") == "offline"
         self.use_chunks = bool(opts.get("chunks", not offline))
         ideas = load_ideas(ctx.knowledge)
         if offline:  # the offline mutator can only apply ideas with structured edits
@@ -118,9 +121,21 @@ class FairNAD(Strategy):
         instruction, allowed = "", None
         if op == "pareto":
             instruction, allowed = self._pareto_goal(parent)
-        idea = self.sampler.draw(rng, self.idea_stats, allowed) if allowed else None
-        idea = idea or self.sampler.draw(rng, self.idea_stats)
-        return self._mutate(op, [parent], idea, instruction, rng)
+            if self.offline:  # the offline mutator meets the goal with a grow / shrink move
+                return self._mutate(op, [parent], None, instruction, rng)
+        tried: set[str] = set()
+        for _ in range(IDEA_RETRIES):
+            idea = None
+            if allowed is not None:
+                idea = self.sampler.draw(rng, self.idea_stats,
+                                         lambda i, t=tried, a=allowed: i.id not in t and a(i))
+            idea = idea or self.sampler.draw(rng, self.idea_stats, lambda i, t=tried: i.id not in t)
+            prop = self._mutate(op, [parent], idea, instruction, rng)
+            if idea is None or not (prop.error or "").startswith("no-op"):
+                return prop
+            tried.add(idea.id)
+        # every drawn idea was already in the parent: continue its lineage with a small move
+        return self._mutate("refine", [parent], None, "", rng)
 
     def _initial(self, k: int, rng: np.random.Generator) -> Proposal:
         c = self.ctx.constraints
@@ -155,9 +170,9 @@ class FairNAD(Strategy):
 
     def _parent_info(self, cid: int, idea: Idea | None) -> ParentInfo:
         c = self.archive[cid]
-        fb = list(self.feedback.get(cid, []))[-FEEDBACK_LINES:]
-        if idea is not None:
-            fb.append(self.idea_stats.summary(idea.id))
+        fb = list(self.feedback.get(cid, []))[-FEEDBACK_LINES:]  # newest last
+        if idea is not None:  # how the idea fared in this run, ahead of the lineage's history
+            fb.insert(0, self.idea_stats.summary(idea.id))
         return ParentInfo(candidate_id=cid, code=c.code or "", arch=c.arch, evaluation=c.evaluation,
                           feedback=fb)
 
@@ -199,11 +214,12 @@ class FairNAD(Strategy):
         if pos < len(by_macs) / 2:  # cheap parent
             nxt = self._metrics(by_macs[pos + 1])[1] if pos + 1 < len(by_macs) else None
             budget = min(x for x in (nxt, cap, 2 * mm) if x is not None)
-            text = (f"{GOAL_ACCURACY} within {budget:.4g} MMACs: this parent is among the cheapest "
-                    f"on the Pareto front ({100 * acc:.2f}% val acc at {mm:.4g} MMACs)")
+            text = (f"{GOAL_ACCURACY}: gain accuracy while staying under {budget:.4g} MMACs per "
+                    f"image (the parent is among the cheapest on the Pareto front; val acc "
+                    f"{100 * acc:.2f}%)")
             return text, lambda i: i.effect.accuracy == Direction.UP and i.effect.macs != Direction.UP
-        text = (f"{GOAL_CUT_MACS} below {mm:.4g} MMACs keeping accuracy near {100 * acc:.2f}%: this "
-                f"parent is among the most accurate on the Pareto front")
+        text = (f"{GOAL_CUT_MACS}: cut MACs keeping accuracy near {100 * acc:.2f}% (the parent is "
+                f"among the most accurate on the Pareto front)")
         return text, lambda i: i.effect.macs == Direction.DOWN
 
     def _lineage_tip(self) -> int | None:
@@ -228,7 +244,8 @@ class FairNAD(Strategy):
             self.idea_stats.record(c.idea_id, ev, parent_ev, on_front)
         dup = _duplicate_of(c)
         line = describe_outcome(c.id, c.operator, c.idea_id, ev if c.status != "duplicate" else None,
-                                parent_ev, duplicate_of=dup if c.status == "duplicate" else None)
+                                parent_ev, duplicate_of=dup if c.status == "duplicate" else None,
+                                notes=c.notes)
         if parent is not None:
             self.feedback.setdefault(parent.id, []).append(line)
         history = list(self.feedback.get(parent.id, []))[-FEEDBACK_LINES:] if parent else []

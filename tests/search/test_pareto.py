@@ -50,7 +50,7 @@ def brute_hv(pts, ref) -> float:
     xs = sorted({p[0] for p in pts} | {ref[0]})
     ys = sorted({p[1] for p in pts} | {ref[1]})
     area = 0.0
-    for (x0, x1), (y0, y1) in itertools.product(zip(xs, xs[1:]), zip(ys, ys[1:])):
+    for (x0, x1), (y0, y1) in itertools.product(zip(xs, xs[1:], strict=False), zip(ys, ys[1:], strict=False)):
         if any(p[0] <= x0 and p[1] <= y0 for p in pts):
             area += (x1 - x0) * (y1 - y0)
     return area

@@ -1,0 +1,93 @@
+"""Config files and overrides; the SQLite run store keeps every candidate field."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from evaluator.records import Evaluation
+from search.config import ConfigError, SearchConfig, build_config
+from search.protocol import Usage
+from search.records import Candidate
+from search.store import RunStore, RunStoreError
+
+
+def test_defaults_are_the_main_job():
+    cfg = SearchConfig()
+    assert (cfg.dataset, cfg.llm, cfg.workers, cfg.strategy, cfg.space) == (
+        "digits", "offline", 2, "fairnad", "open")
+
+
+def test_toml_yaml_and_overrides(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[search]\nname = "t1"\nbudget = 12\nseed = 4\n[search.mutation]\ncrossover = 0.5\n')
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("budget: 7\ndataset: synthetic\nmax_mflops: 2.5\n")
+    a = build_config(toml)
+    assert (a.name, a.budget, a.seed, a.mutation.crossover) == ("t1", 12, 4, 0.5)
+    b = build_config(yaml_file, overrides={"budget": 3, "seed": None},
+                     assignments=["mutation.refine=0", "options={\"chunks\": false}"])
+    # CLI beats file; None means "not given"; --set reaches nested and any field
+    assert (b.budget, b.dataset, b.max_mflops, b.seed) == (3, "synthetic", 2.5, 0)
+    assert b.mutation.refine == 0 and b.options == {"chunks": False}
+
+
+@pytest.mark.parametrize("text,suffix,match", [
+    ("budget = 0\n", ".toml", "budget"),
+    ("bugdet = 3\n", ".toml", "bugdet"),
+    ("budget: [\n", ".yaml", "cannot be parsed"),
+    ("budget = 3\n", ".ini", "use .toml"),
+    ("- 1\n- 2\n", ".yaml", "table of settings"),
+])
+def test_bad_config_says_what_and_where(tmp_path, text, suffix, match):
+    f = tmp_path / f"bad{suffix}"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        build_config(f)
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        build_config(assignments=["budget"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="novelty_threshold"):
+        build_config(overrides={"novelty_threshold": 1.5})
+    with pytest.raises(ConfigError, match="plain directory name"):
+        build_config(overrides={"name": "../escape"})
+
+
+def test_store_round_trip_and_wal(tmp_path):
+    with RunStore(tmp_path / "r") as st:
+        assert st.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        c = Candidate(id=0, code="class Net: pass", code_hash="abc", parents=[], idea_id="se",
+                      operator="idea", mode="delta", prompt="p", response="r",
+                      usage=Usage(prompt_tokens=5, completion_tokens=7, calls=1), notes="n")
+        st.add(c)
+        st.add(Candidate(id=1, code="x", code_hash="def", parents=[0], status="duplicate",
+                         operator="idea"), duplicate_of=0)
+        ev = Evaluation(status="ok", stage="eval", val_acc=0.5, test_acc=0.4, macs=1000, params=10)
+        st.set_evaluation(0, ev)
+        st.set_meta("config", {"budget": 3})
+        with pytest.raises(RunStoreError):
+            st.set_evaluation(42, ev)
+    # a second connection (another process would see the same) reads everything back
+    with RunStore(tmp_path / "r", create=False) as st:
+        got = st.get(0)
+        assert got.evaluation == ev and got.status == "evaluated" and got.usage.calls == 1
+        assert (got.prompt, got.response, got.idea_id, got.mode) == ("p", "r", "se", "delta")
+        assert st.get(1).parents == [0] and st.duplicate_of(1) == 0
+        s = st.summary()
+        assert (s["candidates"], s["valid"], s["duplicates"], s["best_val_acc"]) == (2, 1, 1, 0.5)
+        assert st.usage().prompt_tokens == 5 and st.get_meta("config") == {"budget": 3}
+    with pytest.raises(RunStoreError, match="no run store"):
+        RunStore(tmp_path / "missing", create=False)
+
+
+def test_duplicate_id_insert_fails_and_loses_nothing(tmp_path):
+    with RunStore(tmp_path / "r") as st:
+        st.add(Candidate(id=0, code="a", code_hash="h", operator="init"))
+        with pytest.raises(sqlite3.IntegrityError):
+            st.add(Candidate(id=0, code="b", code_hash="h2", operator="init"))
+        assert st.get(0).code == "a" and st.count() == 1
