@@ -1,5 +1,22 @@
-"""Design knowledge: papers -> design ideas (template + vector store)."""
+"""Design knowledge: papers -> design ideas (template + vector store).
+
+Heavy parts load lazily: ``from knowledge import KnowledgeStore`` imports the store (numpy,
+chromadb on first write/query, onnxruntime on first embedding) only when asked for.
+"""
 
 from knowledge.schema import ArchEdit, Category, Chunk, Direction, Effect, Idea, Paper, Provenance
 
-__all__ = ["ArchEdit", "Category", "Chunk", "Direction", "Effect", "Idea", "Paper", "Provenance"]
+__all__ = ["ArchEdit", "Category", "Chunk", "Direction", "Effect", "Idea", "Paper", "Provenance",
+           "KnowledgeStore", "Hit", "IngestSummary"]
+
+
+def __getattr__(name: str):
+    if name in ("KnowledgeStore", "Hit"):
+        from knowledge import store
+
+        return getattr(store, name)
+    if name == "IngestSummary":
+        from knowledge.ingest import IngestSummary
+
+        return IngestSummary
+    raise AttributeError(f"module 'knowledge' has no attribute {name!r}")

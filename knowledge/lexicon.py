@@ -4,7 +4,9 @@ Each ``Concept`` maps surface forms in paper text (regexes) to the template's fi
 operator, expected effect and — where the concept is a known edit — the structured ``edits``
 (open-space ArchSpec paths) and ``cell_ops`` (NAS-Bench-201) that make an ingested idea
 applicable by the offline mutator. Edits use the ArchSpec path vocabulary of
-``search/spaces/open.py``; concepts whose edit is not expressible there keep ``edits`` empty.
+``search/spaces/open.py``; concepts whose edit is not expressible there keep ``edits`` empty. Concept ids follow the
+built-in corpus (``corpora/*.yaml``) where both describe the same idea, so an idea found in a
+paper merges into the corpus idea (adding the paper's quote and page as provenance).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ CONCEPTS: tuple[Concept, ...] = (
             "SE block", ("block",), (U, N, U), ratios={"se": 0.25},
             edits=(_set("stages[*].attention", "se"), _set("stages[*].attn_ratio", 0.25)),
             code_hint="s = x.mean((2,3)); s = sigmoid(fc2(relu(fc1(s)))); x = x * s[:, :, None, None]"),
-    Concept("depthwise-separable-conv", "Depthwise separable convolution", C.BLOCK_TYPE,
+    Concept("depthwise-separable", "Depthwise separable convolution", C.BLOCK_TYPE,
             (r"depth[- ]?wise[- ]separable", r"depth[- ]?wise conv", r"separable convolution"),
             "Factorise a KxK convolution into a per-channel (depthwise) KxK convolution and a "
             "1x1 pointwise convolution, cutting MACs and parameters by roughly K^2.",
@@ -93,7 +95,7 @@ CONCEPTS: tuple[Concept, ...] = (
             ratios={"reduction": 4.0},
             edits=(_set("stages[*].block", "bottleneck"), _set("stages[*].expand", 0.25)),
             cell_ops=("add_conv1x1",)),
-    Concept("grouped-conv", "Grouped convolution (cardinality)", C.BLOCK_TYPE,
+    Concept("grouped-bottleneck", "Grouped convolution (cardinality)", C.BLOCK_TYPE,
             (r"grouped convolutions?", r"group convolutions?", r"\bcardinality\b", r"\bResNeXt\b"),
             "Split channels into groups convolved independently (ResNeXt cardinality): more "
             "width at the same MACs.",
@@ -106,20 +108,20 @@ CONCEPTS: tuple[Concept, ...] = (
             "dw7x7-LN-MLP block", ("block",), (U, N, N), kernel_sizes=(7,), ratios={"expand": 4.0},
             edits=(_set("stages[*].block", "convnext"), _set("stages[*].kernel", 7),
                    _set("stages[*].expand", 4.0))),
-    Concept("large-kernel", "Large depthwise kernels", C.BLOCK_TYPE,
+    Concept("larger-late-kernels", "Large depthwise kernels", C.BLOCK_TYPE,
             (r"large(?:r)? kernels?", r"\b7\s?[x×]\s?7 depth[- ]?wise", r"kernel size of 7"),
             "Use larger (7x7) depthwise kernels for a wider receptive field at small MAC cost.",
             "dw7x7 conv", ("block",), (U, U, U), kernel_sizes=(7,),
             edits=(_set("stages[*].kernel", 7),), cell_ops=("swap_conv1x1_to_conv3x3",)),
     # --- connectivity -------------------------------------------------------------------
-    Concept("residual-connection", "Residual (skip) connections", C.CONNECTIVITY,
+    Concept("identity-shortcut", "Residual (skip) connections", C.CONNECTIVITY,
             (r"residual (?:connection|learning|block|unit|mapping)s?", r"skip[- ]connections?",
              r"shortcut connections?", r"identity (?:shortcut|mapping)s?"),
             "Add the block input to its output (y = F(x) + x) so very deep networks train.",
             "identity shortcut", ("block",), (U, N, N),
             edits=(_set("stages[*].skip", True),), cell_ops=("add_skip",),
             code_hint="return x + self.body(x)"),
-    Concept("dense-connection", "Dense connectivity", C.CONNECTIVITY,
+    Concept("dense-connectivity", "Dense connectivity", C.CONNECTIVITY,
             (r"dense(?:ly)? connect(?:ed|ions?|ivity)", r"\bDenseNet\b", r"feature concatenation"),
             "Each layer takes the concatenation of all preceding feature maps in the block: "
             "feature reuse with few parameters.",
@@ -185,7 +187,7 @@ CONCEPTS: tuple[Concept, ...] = (
             (r"strided convolutions?", r"stride(?:-| of )2 convolutions?"),
             "Downsample with a stride-2 convolution instead of pooling (learned downsampling).",
             "stride-2 conv", ("stage",), (U, U, U), edits=(_set("downsample", "stride"),), cell_ops=("swap_pool_to_conv3x3",)),
-    Concept("global-average-pooling", "Global average pooling head", C.DOWNSAMPLING,
+    Concept("global-average-pooling", "Global average pooling head", C.REGULARIZATION,
             (r"global average pooling",),
             "Average each final feature map to one value before a single linear classifier, "
             "replacing large FC layers.",
@@ -210,17 +212,17 @@ CONCEPTS: tuple[Concept, ...] = (
             "Multiply every layer's channel count by a factor.",
             "channel multiplier", ("stage",), (U, U, U), ratios={"width": 1.25},
             edits=(_scale("width", 1.25),)),
-    Concept("depth-scaling", "Depth scaling", C.SCALING,
+    Concept("deeper-stages", "Depth scaling", C.SCALING,
             (r"deeper networks?", r"increas\w* (?:the )?depth", r"depth scaling", r"more layers"),
             "Add blocks per stage.",
             "more blocks", ("stage",), (U, U, U), ratios={"depth": 1.5},
             edits=(_add("stages[*].depth", 1),)),
-    Concept("resolution-scaling", "Input resolution scaling", C.SCALING,
+    Concept("higher-resolution", "Input resolution scaling", C.SCALING,
             (r"higher (?:input )?resolution", r"resolution scaling", r"larger input (?:images|resolution)"),
             "Train and test at a higher input resolution.",
             "input resize", ("stem",), (U, U, N), ratios={"resolution": 1.25},
             edits=(_scale("resolution", 1.25),)),
-    Concept("stage-ratio", "Stage compute ratio", C.STAGE_LAYOUT,
+    Concept("stage-compute-ratio", "Stage compute ratio", C.STAGE_LAYOUT,
             (r"stage (?:compute )?ratio", r"blocks per stage", r"\(3,\s?3,\s?9,\s?3\)"),
             "Redistribute blocks across stages, e.g. (3, 3, 9, 3): most compute in stage 3.",
             "stage depths", ("stage",), (U, N, N)),
@@ -234,7 +236,7 @@ CONCEPTS: tuple[Concept, ...] = (
             "Permute channels between grouped convolutions so information crosses groups.",
             "channel shuffle", ("block",), (U, D, D),
             edits=(_set("stages[*].groups", 4), _set("stages[*].shuffle", True))),
-    Concept("inception-block", "Inception (multi-branch) block", C.BLOCK_TYPE,
+    Concept("inception-module", "Inception (multi-branch) block", C.BLOCK_TYPE,
             (r"\binception (?:module|block)s?\b", r"multi[- ]branch", r"\bGoogLeNet\b"),
             "Parallel 1x1 / 3x3 / 5x5 / pooling branches concatenated: multi-scale features.",
             "inception block", ("block",), (U, U, U), kernel_sizes=(1, 3, 5),
@@ -264,7 +266,7 @@ CONCEPTS: tuple[Concept, ...] = (
             "Initialise conv weights with variance 2/fan_in for ReLU networks.",
             "kaiming_normal_", ("block",), (U, N, N), edits=(_set("init.scheme", "kaiming"),)),
     # --- regularization -----------------------------------------------------------------
-    Concept("dropout", "Dropout", C.REGULARIZATION, (r"\bdropout\b",),
+    Concept("head-dropout", "Dropout", C.REGULARIZATION, (r"\bdropout\b",),
             "Randomly zero activations during training (before the classifier) against "
             "overfitting.",
             "Dropout", ("head",), (U, N, N), ratios={"p": 0.2},
@@ -278,7 +280,7 @@ CONCEPTS: tuple[Concept, ...] = (
             "Train against a mixture of the one-hot target and the uniform distribution.",
             "CrossEntropyLoss(label_smoothing=0.1)", ("training",), (U, N, N),
             ratios={"epsilon": 0.1}),
-    Concept("mixup-cutmix", "Mixup / CutMix", C.TRAINING, (r"\bmixup\b", r"\bcutmix\b", r"\bcutout\b"),
+    Concept("mixup", "Mixup / CutMix", C.TRAINING, (r"\bmixup\b", r"\bcutmix\b", r"\bcutout\b"),
             "Train on convex combinations (mixup) or cut-and-paste patches (CutMix) of image pairs "
             "and their labels.",
             "input/label mixing", ("training",), (U, N, N), ratios={"alpha": 0.2}),
@@ -290,7 +292,7 @@ CONCEPTS: tuple[Concept, ...] = (
             (r"cosine (?:learning[- ]rate |lr )?(?:schedule|decay|annealing)", r"\bSGDR\b"),
             "Decay the learning rate along a half cosine to zero (optionally with warm restarts).",
             "CosineAnnealingLR", ("training",), (U, N, N)),
-    Concept("warmup", "Learning-rate warmup", C.TRAINING, (r"\bwarm[- ]?up\b",),
+    Concept("lr-warmup", "Learning-rate warmup", C.TRAINING, (r"\bwarm[- ]?up\b",),
             "Ramp the learning rate up linearly over the first epochs before the main schedule.",
             "linear warmup", ("training",), (U, N, N)),
     Concept("adamw", "AdamW optimizer", C.TRAINING, (r"\bAdamW\b", r"decoupled weight decay"),

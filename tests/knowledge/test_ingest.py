@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from paper_pdfs import ARXIV, KNOWN_PAGES, REFERENCE_ONLY, TITLE, paper_pages, write_pdf
 
 from knowledge.extract_base import normalise_text
@@ -112,3 +113,19 @@ def test_paper_text_is_data_for_offline_extraction(make_store, tmp_path):
     summary = store.ingest([pdf])
     assert summary.ingested == 1
     assert set(KNOWN_PAGES) <= {i.id for i in store.ideas()}
+
+
+def test_ingested_ideas_merge_into_the_builtin_corpus(make_store, paper_pdf):
+    corpora = pytest.importorskip("corpora")
+    if not hasattr(corpora, "load_builtin_ideas"):
+        pytest.skip("built-in corpus not installed")
+    store = make_store(load_corpus=True)
+    n_corpus = len(store)
+    assert n_corpus >= 40 and store.get("squeeze-excitation").source == "corpus"
+    summary = store.ingest([paper_pdf])
+    (res,) = summary.files
+    assert res.ideas_merged >= len(KNOWN_PAGES)  # SE, GELU, ... are corpus ideas already
+    se = store.get("squeeze-excitation")
+    assert se.source == "corpus" and se.applicable_offline
+    assert any(p.paper_id == ARXIV and p.page == 2 and "+1.2%" in p.quote for p in se.provenance)
+    assert len(store) == n_corpus + res.ideas_new
