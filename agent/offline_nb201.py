@@ -21,8 +21,8 @@ novelty use the arch string; ``search.spaces.nb201.NB201Space.render`` gives the
 
 from __future__ import annotations
 
-import itertools
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -50,6 +50,7 @@ RESIDUAL_BONUS = 1.0
 DEPTH_BONUS = 0.2
 DISCONNECTED = -5.0
 DEFAULT_TEMPERATURE = 0.3
+DUPLICATE_HEAT = 1.0  # temperature x (1 + this x near-duplicates in the parents' feedback)
 
 # cell op -> (ops it may replace, op it writes); None = "anything but the written op"
 _TARGET = {
@@ -62,8 +63,8 @@ _TARGET = {
     "swap_pool_to_conv3x3": (("avg_pool_3x3",), "nor_conv_3x3"),
     "remove_pool": (("avg_pool_3x3",), "skip_connect"),  # the path stays, the blur goes
 }
-_FALLBACK = {"swap_conv1x1_to_conv3x3": "add_conv3x3", "swap_pool_to_conv3x3": "add_conv3x3",
-             "remove_pool": "delete_layer"}
+# a swap with nothing to swap still means "more 3x3 capacity"; remove_pool with no pool is a no-op
+_FALLBACK = {"swap_conv1x1_to_conv3x3": "add_conv3x3", "swap_pool_to_conv3x3": "add_conv3x3"}
 GROW_OPS = ("add_conv3x3", "swap_conv1x1_to_conv3x3", "swap_pool_to_conv3x3", "add_conv1x1",
             "add_skip")
 SHRINK_OPS = ("delete_layer", "add_skip", "add_conv1x1", "remove_pool")
@@ -97,7 +98,7 @@ def _softmax_pick(rng: np.random.Generator, options: list[Cell], temperature: fl
 
 
 def apply_cell_op(cell: Cell, op: str, rng: np.random.Generator, temperature: float,
-                  allowed: frozenset[Cell] | None = None) -> tuple[Cell, str] | None:
+                  allowed: Fits | None = None) -> tuple[Cell, str] | None:
     """Apply one cell op at a prior-weighted place; None if it applies nowhere."""
     if op not in _TARGET:
         raise ValueError(f"unknown cell op {op!r} (known: {', '.join(_TARGET)})")
@@ -107,7 +108,7 @@ def apply_cell_op(cell: Cell, op: str, rng: np.random.Generator, temperature: fl
         if cell[e] == target or (sources is not None and cell[e] not in sources):
             continue
         child = cell[:e] + (target,) + cell[e + 1:]
-        if allowed is not None and child not in allowed:
+        if allowed is not None and not allowed(child):
             continue
         options.append(child)
         where[child] = e
@@ -119,27 +120,59 @@ def apply_cell_op(cell: Cell, op: str, rng: np.random.Generator, temperature: fl
     return child, f"{op}: edge {i}<-{j} {cell[e]} -> {target}"
 
 
-def _budget_filter(request: MutationRequest) -> frozenset[Cell] | None:
-    """Cells within the request's MACs cap (None = no cap)."""
+Fits = Callable[[Cell], bool]
+
+
+def _budget_filter(request: MutationRequest) -> Fits | None:
+    """Predicate: the cell is within the request's MACs cap and the instruction's stated bound
+    (None = no cap). A stated bound that leaves no one-edge change is dropped, not obeyed."""
     c = request.constraints
-    if c.max_mmacs is None:
+    caps = [x for x in (c.max_mmacs, _instruction_cap(request.instruction)) if x is not None]
+    if not caps:
         return None
-    return _cells_within(c.max_mmacs, c.image_size, c.num_classes, c.in_channels)
+
+    def within(cap: float | None) -> Fits | None:
+        if cap is None:
+            return None
+        return lambda cell: _macs(cell, c.image_size, c.num_classes, c.in_channels) <= cap * 1e6
+
+    fits = within(min(caps))
+    try:
+        parent = parse_arch(request.parents[0].arch or "") if request.parents else None
+    except ArchError:
+        parent = None
+    if parent is not None and fits is not None and not any(fits(n) for n in neighbours(parent)):
+        return within(c.max_mmacs)
+    return fits
 
 
-@lru_cache(maxsize=16)
-def _cells_within(max_mmacs: float, image_size: int, num_classes: int, in_channels: int
-                  ) -> frozenset[Cell]:
-    return frozenset(cell for cell in itertools.product(OPS, repeat=NUM_EDGES)
-                     if cell_macs(cell, image_size, num_classes, in_channels) <= max_mmacs * 1e6)
+@lru_cache(maxsize=4 * NUM_ARCHS)
+def _macs(cell: Cell, image_size: int, num_classes: int, in_channels: int) -> int:
+    return cell_macs(cell, image_size, num_classes, in_channels)
+
+
+_CAP = re.compile(r"(?:within|below|under|at most)\s+([0-9.]+(?:e[+-]?\d+)?)\s*MMACs", re.I)
 
 
 def _direction(instruction: str) -> str | None:
-    if _SHRINK_WORDS.search(instruction or ""):
+    """"grow" / "shrink" / None from a Pareto-aware goal or a user's request. FairNAD's goals
+    lead with "gain accuracy" / "cut MACs"; otherwise keywords decide (shrink words first)."""
+    text = (instruction or "").strip().lower()
+    if text.startswith("gain accuracy"):
+        return "grow"
+    if text.startswith("cut macs"):
         return "shrink"
-    if _GROW_WORDS.search(instruction or ""):
+    if _SHRINK_WORDS.search(text):
+        return "shrink"
+    if _GROW_WORDS.search(text):
         return "grow"
     return None
+
+
+def _instruction_cap(instruction: str) -> float | None:
+    """The MMACs bound a goal states ("within 57.3 MMACs", "below 80 MMACs"), if any."""
+    m = _CAP.search(instruction or "")
+    return float(m.group(1)) if m else None
 
 
 def _parent_cell(request: MutationRequest, k: int = 0) -> Cell:
@@ -165,6 +198,11 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
     """
     rng = np.random.default_rng(request.seed)
     temp = DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
+    # feedback: children of this lineage rejected as duplicates -> explore more widely
+    # and take more steps: the lineage's one-edge neighbourhood is likely used up
+    dups = sum("near-duplicate" in line for p in request.parents for line in p.feedback)
+    temp *= 1.0 + DUPLICATE_HEAT * dups
+    extra = int(rng.integers(0, dups + 1)) if dups else 0
     allowed = _budget_filter(request)
     op = request.operator
     try:
@@ -178,6 +216,9 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
             child, notes = _repair(request, rng, temp)
         else:
             child, notes = _edit(request, rng, temp, allowed)
+        if extra and op not in ("init", "random", "repair"):
+            child, more = _wander(child, extra, rng, temp, allowed)
+            notes += f"; after {dups} near-duplicates in this lineage: {more}"
     except (ArchError, ValueError) as exc:
         return MutationResult(error=str(exc), mode="offline")
     arch = format_arch(child)
@@ -186,7 +227,7 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
 
 
 def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
-          allowed: frozenset[Cell] | None) -> tuple[Cell, str]:
+          allowed: Fits | None) -> tuple[Cell, str]:
     parent = _parent_cell(request)
     ops: list[str] = list(request.idea.cell_ops) if request.idea and request.idea.cell_ops else []
     direction = _direction(request.instruction)
@@ -194,7 +235,7 @@ def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
         pool = SHRINK_OPS if direction == "shrink" else GROW_OPS
         if request.operator == "refine" or direction is None and request.operator != "idea":
             # refine / plain mutate: the prior's pick among all one-edge changes
-            options = [c for c in neighbours(parent) if allowed is None or c in allowed]
+            options = [c for c in neighbours(parent) if allowed is None or allowed(c)]
             if not options:
                 raise ValueError("no one-edge change of the parent fits the MACs cap")
             child = _softmax_pick(rng, options, temp)
@@ -212,12 +253,29 @@ def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
         cell, note = step
         notes.append(note)
     if cell == parent:  # ops cancelled out or applied nowhere: still return a new cell
-        options = [c for c in neighbours(parent) if allowed is None or c in allowed]
+        options = [c for c in neighbours(parent) if allowed is None or allowed(c)]
         if not options:
             raise ValueError("the idea's cell ops do not apply to the parent within the MACs cap")
         cell = _softmax_pick(rng, options, temp)
         notes.append("no net change; took the prior's best one-edge change instead")
     return cell, "; ".join(notes)
+
+
+def _wander(cell: Cell, steps: int, rng: np.random.Generator, temp: float,
+            allowed: Fits | None) -> tuple[Cell, str]:
+    """``steps`` further prior-guided one-edge changes (never back to a visited cell)."""
+    visited, notes = {cell}, []
+    for _ in range(steps):
+        options = [c for c in neighbours(cell)
+                   if c not in visited and (allowed is None or allowed(c))]
+        if not options:
+            break
+        nxt = _softmax_pick(rng, options, temp)
+        e = next(k for k in range(NUM_EDGES) if nxt[k] != cell[k])
+        notes.append(f"edge {EDGES[e][0]}<-{EDGES[e][1]} {cell[e]} -> {nxt[e]}")
+        cell = nxt
+        visited.add(cell)
+    return cell, "also " + (", ".join(notes) or "nothing")
 
 
 def _crossover(request: MutationRequest, rng: np.random.Generator, temp: float
@@ -247,7 +305,7 @@ class NB201OfflineMutator:
     """``Mutator`` for the NB201 space alone (the general ``agent.offline.OfflineMutator``
     delegates its ``space == "nb201"`` requests to :func:`mutate_cell` too)."""
 
-    name = "offline-nb201"
+    name = "offline"  # FairNAD keeps only ideas with cell_ops for offline mutators
 
     def mutate(self, request: MutationRequest) -> MutationResult:
         return mutate_cell(request)

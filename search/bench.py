@@ -1,8 +1,9 @@
 """NAS-Bench-201 harness: run strategies against the table, many seeds, one protocol.
 
 Protocol (the same for every strategy):
-- one query = one NEW cell scored by the table; a proposal whose cell was already scored in
-  this run is told back as a ``duplicate`` (with the earlier evaluation) and costs nothing;
+- one query = one NEW cell scored by the table (or one failed proposal); a proposal whose cell
+  was already scored in this run is told back as a ``duplicate`` without evaluation, noted
+  ``[near-duplicate of #N]``, and costs nothing -- the engine's novelty filter semantics;
 - after ``b`` queries the run's answer is the cell with the best VALIDATION accuracy so far
   (ties: the earlier one); we report that cell's TEST accuracy — never the best test accuracy;
 - strategies are driven through their ask/tell interface exactly as the engine drives them
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluator.records import Evaluation
 from search.protocol import Constraints, Mutator
 from search.records import Candidate
 from search.registry import STRATEGIES
@@ -39,8 +41,8 @@ IMAGE_SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "ImageNet16-12
 
 @dataclass
 class RunTrace:
-    """One (strategy, dataset, seed) run: the cells in query order with their table answers
-    (accuracies in %)."""
+    """One (strategy, dataset, seed) run: the queries in order with their table answers
+    (accuracies in %; NaN for a failed query, e.g. the mutator produced no cell)."""
 
     strategy: str
     dataset: str
@@ -57,7 +59,10 @@ class RunTrace:
         n = min(budget, len(self.valid))
         if n == 0:
             return -1, math.nan, math.nan, ""
-        i = int(np.argmax(self.valid[:n]))  # argmax returns the first maximum
+        valid = np.asarray(self.valid[:n], dtype=float)
+        if np.isnan(valid).all():
+            return -1, math.nan, math.nan, ""
+        i = int(np.nanargmax(valid))  # the first maximum; failed queries are NaN
         return i, self.valid[i], self.test[i], self.archs[i]
 
     def curve(self, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +73,7 @@ class RunTrace:
         best = -math.inf
         best_test = math.nan
         for k in range(min(budget, len(self.valid))):
-            if self.valid[k] > best:
+            if self.valid[k] > best:  # NaN (failed query) never wins
                 best, best_test = self.valid[k], self.test[k]
             v[k], t[k] = best, best_test
         return v, t
@@ -88,7 +93,7 @@ class BenchSpec:
     mutator_factory: Callable[[], Mutator] | None = None
     knowledge_factory: Callable[[], Any] | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per strategy
-    max_proposals_factor: int = 40  # stop a run after budget * factor proposals (stuck)
+    max_proposals_factor: int = 20  # stop a run after budget * factor proposals (stuck)
 
     def checkpoints(self) -> list[int]:
         return sorted({c for c in CHECKPOINTS if c <= self.budget} | {self.budget})
@@ -109,10 +114,10 @@ def run_once(strategy: str, dataset: str, seed: int, spec: BenchSpec) -> RunTrac
     )
     strat = STRATEGIES.get(strategy)(ctx)
     trace = RunTrace(strategy, dataset, seed)
-    seen: dict[str, Any] = {}
+    seen: dict[str, int] = {}  # arch -> id of the candidate that first had it
     next_id = 0
     cap = spec.budget * spec.max_proposals_factor
-    while len(trace.archs) < spec.budget and trace.proposals < cap:
+    while len(trace.valid) < spec.budget and trace.proposals < cap:
         proposals = strat.ask(1)
         if not proposals:
             break  # synchronous driver: nothing is in flight, so the strategy is stuck
@@ -120,24 +125,24 @@ def run_once(strategy: str, dataset: str, seed: int, spec: BenchSpec) -> RunTrac
             trace.proposals += 1
             cand = Candidate(id=next_id, **prop.model_dump())
             next_id += 1
-            key = _key(prop.arch)
-            if prop.error or key is None:
-                cand.evaluation = table.evaluate(prop.arch or "")
-                if prop.error:
-                    cand.evaluation = cand.evaluation.model_copy(update={
-                        "status": "failed", "reason": prop.error})
-                cand.status = "evaluated"
-            elif key in seen:
-                cand.arch, cand.evaluation, cand.status = key, seen[key], "duplicate"
+            key = None if prop.error else _key(prop.arch)
+            if key is not None and key in seen:  # as the engine's novelty filter: free, told
+                cand.arch, cand.status = key, "duplicate"
+                cand.notes = (cand.notes + f" [near-duplicate of #{seen[key]}]").strip()
                 trace.duplicates += 1
-            else:
-                ev = table.evaluate(key)
-                seen[key] = ev
-                cand.arch, cand.evaluation, cand.status = key, ev, "evaluated"
-                if ev.ok:
-                    trace.archs.append(key)
-                    trace.valid.append(ev.val_acc * 100.0)
-                    trace.test.append(ev.test_acc * 100.0)
+            else:  # a query: scored (or failed) and counted against the budget
+                if key is None:
+                    reason = prop.error or f"not a NAS-Bench-201 cell: {prop.arch!r}"
+                    cand.evaluation = Evaluation(status="failed", stage="build",
+                                                 reason=reason, dataset=dataset, seed=seed)
+                else:
+                    seen[key] = cand.id
+                    cand.arch, cand.evaluation = key, table.evaluate(key)
+                cand.status = "evaluated"
+                ev = cand.evaluation
+                trace.archs.append(key or "")
+                trace.valid.append(ev.val_acc * 100.0 if ev.ok else math.nan)
+                trace.test.append(ev.test_acc * 100.0 if ev.ok else math.nan)
             strat.tell(cand)
     return trace
 
