@@ -186,12 +186,12 @@ class OfflineMutator:
         elif last and _BETTER.search(feedback):
             preferred, why = last, f"repeating {last} (feedback: better)"
         if preferred is not None:
-            child = self.space.move(parent, preferred, c)
+            child = self.space.move(parent, preferred, c, rng)
             if child is not None and fits(child, c):
                 return child, [f"refine: move: {preferred}, {why}"]
         names = list(ALL_MOVES)
         for i in rng.permutation(len(names)):
-            child = self.space.move(parent, names[i], c)
+            child = self.space.move(parent, names[i], c, rng)
             if child is not None and fits(child, c):
                 return child, [f"refine: move: {names[i]}"]
         raise _NoChild("refine: no move applies to the parent within the caps")

@@ -10,7 +10,6 @@ capacity). The spec and its edit language live in ``open_spec``, the renderer in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -18,13 +17,12 @@ import numpy as np
 
 from search.protocol import Constraints
 from search.registry import register_space
+from search.spaces.open_moves import ALL_MOVES, GROW_MOVES, INVERSE_MOVE, SHRINK_MOVES
 from search.spaces.open_render import channels, render
 from search.spaces.open_spec import ArchSpec, Head, Init, Stage, Stem, apply_edit, apply_edits
 
 __all__ = ["ArchSpec", "Stage", "Stem", "Head", "Init", "OpenSpace", "apply_edit", "apply_edits",
-           "render", "measure", "SHRINK_MOVES", "GROW_MOVES", "INVERSE_MOVE"]
-
-Move = Callable[[ArchSpec, Constraints], "ArchSpec | None"]
+           "render", "measure", "fits", "SHRINK_MOVES", "GROW_MOVES", "INVERSE_MOVE", "ALL_MOVES"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,140 +58,6 @@ def fits(spec: ArchSpec, constraints: Constraints) -> bool:
     if constraints.max_mmacs is not None and macs > constraints.max_mmacs * 1e6:
         return False
     return constraints.max_params is None or params <= constraints.max_params
-
-
-# ----------------------------------------------------------------------------------------------
-# named structural moves (each returns None when it does not apply)
-
-
-def _edit(spec: ArchSpec, op: str, path: str, value: Any) -> ArchSpec | None:
-    from knowledge.schema import ArchEdit
-
-    try:
-        new = apply_edit(spec, ArchEdit(op=op, path=path, value=value))
-    except ValueError:
-        return None
-    return None if new.key() == spec.key() else new
-
-
-def _final_size(spec: ArchSpec, c: Constraints) -> float:
-    size = c.image_size * spec.resolution / spec.stem.stride
-    return size / 2 ** sum(s.stride == 2 for s in spec.stages)
-
-
-def _pick_stage(spec: ArchSpec, key: Callable[[Stage], float], ok: Callable[[Stage], bool]) -> int | None:
-    idx = [i for i, s in enumerate(spec.stages) if ok(s)]
-    return max(idx, key=lambda i: (key(spec.stages[i]), i)) if idx else None
-
-
-def _narrower(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    new = _edit(spec, "scale", "stages[*].channels", 0.75)
-    return _edit(new, "scale", "stem.channels", 0.75) or new if new else None
-
-
-def _wider(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    new = _edit(spec, "scale", "stages[*].channels", 1.25)
-    return _edit(new, "scale", "stem.channels", 1.25) or new if new else None
-
-
-def _shallower(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: s.depth, lambda s: s.depth > 1)
-    return None if i is None else _edit(spec, "add", f"stages[{i}].depth", -1)
-
-
-def _deeper(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: -s.depth, lambda s: s.depth < 8)
-    return None if i is None else _edit(spec, "add", f"stages[{i}].depth", 1)
-
-
-def _lower_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: s.expand, lambda s: s.expand > 1 and s.block not in ("plain", "basic", "dwsep"))
-    return None if i is None else _edit(spec, "scale", f"stages[{i}].expand", 0.5)
-
-
-def _higher_expand(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: -s.expand, lambda s: s.block in ("bottleneck", "mbconv", "fused", "convnext", "dense", "inception"))
-    return None if i is None else _edit(spec, "scale", f"stages[{i}].expand", 1.5)
-
-
-def _smaller_kernel(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: s.kernel, lambda s: s.kernel > 3)
-    return None if i is None else _edit(spec, "set", f"stages[{i}].kernel", 3)
-
-
-def _larger_kernel(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: -s.kernel, lambda s: s.kernel < 7)
-    return None if i is None else _edit(spec, "add", f"stages[{i}].kernel", 2)
-
-
-def _drop_attention(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: s.attention == "mhsa", lambda s: s.attention != "none")
-    return None if i is None else _edit(spec, "set", f"stages[{i}].attention", "none")
-
-
-def _add_attention(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    i = _pick_stage(spec, lambda s: s.channels, lambda s: s.attention == "none")
-    return None if i is None else _edit(spec, "set", f"stages[{i}].attention", "se")
-
-
-def _drop_stage(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    return _edit(spec, "remove_stage", "", -1) if len(spec.stages) > 2 else None
-
-
-def _add_stage(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    last = spec.stages[-1]
-    stride = 2 if _final_size(spec, c) >= 4 else 1
-    return _edit(spec, "append_stage", "", {"channels": min(1024, last.channels * 2 if stride == 2 else last.channels),
-                                            "depth": 1, "stride": stride})
-
-
-def _earlier_downsample(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    if _final_size(spec, c) < 2:
-        return None
-    for i, s in enumerate(spec.stages):
-        if s.stride == 1:
-            return _edit(spec, "set", f"stages[{i}].stride", 2)
-    return None
-
-
-def _later_downsample(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    for i, s in enumerate(spec.stages):
-        if s.stride == 2:
-            return _edit(spec, "set", f"stages[{i}].stride", 1)
-    return None
-
-
-def _lower_resolution(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    return _edit(spec, "scale", "resolution", 0.5) if spec.resolution > 1 else None
-
-
-def _higher_resolution(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    return _edit(spec, "scale", "resolution", 2.0) if spec.resolution < 2 and c.image_size <= 16 else None
-
-
-def _slimmer_head(spec: ArchSpec, c: Constraints) -> ArchSpec | None:
-    new = _edit(spec, "set", "head.channels", 0)
-    return _edit(new or spec, "set", "head.hidden", 0) or new
-
-
-SHRINK_MOVES: dict[str, Move] = {
-    "narrower": _narrower, "shallower": _shallower, "lower-expand": _lower_expand,
-    "smaller-kernel": _smaller_kernel, "drop-attention": _drop_attention, "drop-stage": _drop_stage,
-    "earlier-downsample": _earlier_downsample, "lower-resolution": _lower_resolution,
-    "slimmer-head": _slimmer_head,
-}
-GROW_MOVES: dict[str, Move] = {
-    "wider": _wider, "deeper": _deeper, "higher-expand": _higher_expand,
-    "larger-kernel": _larger_kernel, "add-attention": _add_attention, "add-stage": _add_stage,
-    "later-downsample": _later_downsample, "higher-resolution": _higher_resolution,
-}
-INVERSE_MOVE = {
-    "narrower": "wider", "shallower": "deeper", "lower-expand": "higher-expand",
-    "smaller-kernel": "larger-kernel", "drop-attention": "add-attention", "drop-stage": "add-stage",
-    "earlier-downsample": "later-downsample", "lower-resolution": "higher-resolution",
-}
-INVERSE_MOVE.update({v: k for k, v in list(INVERSE_MOVE.items())})
-ALL_MOVES: dict[str, Move] = {**SHRINK_MOVES, **GROW_MOVES}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,18 +162,19 @@ class OpenSpace:
                                         "name": f"{a.name}x{b.name}"[:60],
                                         "stages": [s.model_dump() for s in stages]})
 
-    def move(self, spec: ArchSpec, name: str, constraints: Constraints | None = None) -> ArchSpec | None:
-        """Apply one named move (see SHRINK_MOVES / GROW_MOVES); None if it does not apply."""
-        return ALL_MOVES[name](spec, constraints or Constraints())
+    def move(self, spec: ArchSpec, name: str, constraints: Constraints | None = None,
+             rng: np.random.Generator | None = None) -> ArchSpec | None:
+        """Apply one named move (see open_moves); None if it does not apply."""
+        return ALL_MOVES[name](spec, constraints or Constraints(), rng)
 
-    def shrink_options(self, spec: ArchSpec, constraints: Constraints | None = None
-                       ) -> list[tuple[int, str, ArchSpec]]:
+    def shrink_options(self, spec: ArchSpec, constraints: Constraints | None = None,
+                       rng: np.random.Generator | None = None) -> list[tuple[int, str, ArchSpec]]:
         """(MACs, move name, spec) for every shrink move that cuts MACs."""
         c = constraints or Constraints()
         base = self.estimate_macs(spec, c)
         options = []
         for name, mv in SHRINK_MOVES.items():
-            new = mv(spec, c)
+            new = mv(spec, c, rng)
             if new is not None and (m := self.estimate_macs(new, c)) < base:
                 options.append((m, name, new))
         return options
@@ -318,7 +183,7 @@ class OpenSpace:
                     rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
         """One MACs-cutting move: random among those that cut MACs (rng given) or the one that
         cuts most (no rng). None if no move cuts MACs."""
-        options = self.shrink_options(spec, constraints)
+        options = self.shrink_options(spec, constraints, rng)
         if not options:
             return None
         if rng is None:
@@ -334,7 +199,7 @@ class OpenSpace:
         c = constraints or Constraints()
         options = []
         for name, mv in GROW_MOVES.items():
-            new = mv(spec, c)
+            new = mv(spec, c, rng)
             if new is not None and fits(new, c):
                 options.append((self.estimate_macs(new, c), name, new))
         if not options:
