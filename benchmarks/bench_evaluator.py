@@ -149,6 +149,9 @@ def gpu(epochs: float, batch_size: int) -> None:
     print(f"\n(c) GPU — {torch.cuda.get_device_name(0)}; synthetic-cifar 3x32x32, 50,000 "
           f"training images, {epochs:g} epoch(s), batch {batch_size}, bf16 + channels_last")
     print(f"    status {ev.status} {ev.reason}")
+    if not ev.ok:
+        print(ev.output[-4000:], "\n".join(ev.containment))
+        return
     print(f"    MACs per image {ev.macs and ev.macs / 1e6:.1f} M, params {ev.params:,}")
     print(f"    training images/s {ev.throughput:,.0f}; train seconds {ev.train_seconds:.2f}")
     print("    stage seconds: " + ", ".join(f"{s.stage} {s.seconds:.2f}" for s in ev.timings))

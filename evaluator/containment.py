@@ -3,11 +3,13 @@ candidate code runs. It must hold even when the static policy is bypassed.
 
 Layers (all unprivileged Linux features):
 - own session (``setsid``) and ``PR_SET_PDEATHSIG``: the worker dies with its parent;
-- rlimits: CPU seconds, address space (CPU devices only: CUDA maps huge virtual ranges),
-  file size, no core dumps;
+- rlimits: CPU seconds, address space (on CUDA the data segment instead: the driver reserves
+  huge virtual ranges), file size, no core dumps;
 - Landlock (``landlock`` package): writes only in the private work directory; reads only
   from the Python installation, system libraries, the dataset directory and a few /proc and
-  /sys files (so secrets in /tmp, /home, /root... stay unreadable); /dev read-write on CUDA;
+  /sys files (so secrets in /tmp, /home, /root... stay unreadable); /dev read-write on CUDA.
+  On CUDA the driver is initialised *before* containment (evaluator.worker): both Landlock and
+  seccomp break cuInit, while an initialised driver keeps working under them;
 - seccomp (``pyseccomp``): EPERM for execve/execveat, fork/vfork, clone without
   CLONE_THREAD (clone3 gets ENOSYS so glibc falls back to clone for threads), every new
   socket, ptrace and cross-process memory access, signals to other processes, namespaces,
@@ -64,8 +66,10 @@ def _apply_rlimits(cfg: EvalConfig, cuda: bool) -> str:
         (resource.RLIMIT_CPU, cpu, f"cpu {cpu}s"),
         (resource.RLIMIT_FSIZE, MAX_FILE_BYTES, f"file size {MAX_FILE_BYTES >> 20} MiB"),
     ]
-    if not cuda:
-        mem = cfg.memory_mb * 1024 * 1024
+    mem = cfg.memory_mb * 1024 * 1024
+    if cuda:  # the driver reserves huge PROT_NONE ranges: bound writable memory instead
+        limits.append((resource.RLIMIT_DATA, mem, f"data segment {cfg.memory_mb} MiB"))
+    else:
         limits.append((resource.RLIMIT_AS, mem, f"address space {cfg.memory_mb} MiB"))
     applied = []
     for kind, value, label in limits:
@@ -75,11 +79,10 @@ def _apply_rlimits(cfg: EvalConfig, cuda: bool) -> str:
         applied.append(label)
     # An over-long write then fails with EFBIG instead of killing the worker silently.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    note = "" if not cuda else " (no address-space limit on CUDA)"
-    return "rlimits: " + ", ".join(applied) + note
+    return "rlimits: " + ", ".join(applied)
 
 
-def readable_paths(data_root: str | None, cuda: bool) -> list[str]:
+def readable_paths(data_root: str | None) -> list[str]:
     """Where a worker may read: the Python installation, system libraries, the dataset
     directory, a few /proc and /sys files torch consults. Not /tmp, /home, /root, /work."""
     import site
@@ -94,8 +97,6 @@ def readable_paths(data_root: str | None, cuda: bool) -> list[str]:
     paths.update(p for p in sys.path if p and "site-packages" in p)
     if data_root:
         paths.add(data_root)
-    if cuda:  # the driver reads its own /proc and /sys entries and config files
-        paths.update({"/proc", "/sys", "/etc", "/opt", "/run/nvidia-persistenced"})
     return sorted(p for p in paths if p and os.path.exists(p))
 
 
@@ -107,13 +108,13 @@ def _apply_landlock(work_dir: str, cfg: EvalConfig, cuda: bool) -> str:
         ruleset = Ruleset()
         read_dir = FSAccess.READ_FILE | FSAccess.READ_DIR | FSAccess.EXECUTE
         read_file = FSAccess.READ_FILE | FSAccess.EXECUTE
-        readable = readable_paths(cfg.data_root, cuda)
+        readable = readable_paths(cfg.data_root)
         for path in readable:
             ruleset.allow(path, rules=read_dir if os.path.isdir(path) else read_file)
         ruleset.allow(work_dir)
         ruleset.allow("/dev/null", rules=FSAccess.READ_FILE | FSAccess.WRITE_FILE)
         extra = ""
-        if cuda:  # the driver opens /dev/nvidia* read-write and issues ioctls
+        if cuda:  # the (already initialised) driver may open more /dev/nvidia* files
             dev = read_dir | FSAccess.WRITE_FILE
             if abi >= 5:
                 dev |= FSAccess.IOCTL_DEV
@@ -199,7 +200,7 @@ def apply_containment(work_dir: str, cfg: EvalConfig, cuda: bool = False) -> lis
 
 def containment_report() -> list[str]:
     """What a worker on this machine would get, probed without containing this process."""
-    lines = ["rlimits: cpu, address space (CPU), file size, core: available"]
+    lines = ["rlimits: cpu, address space (CPU) or data segment (CUDA), file size, core: available"]
     try:
         from landlock import landlock_abi_version
 

@@ -151,8 +151,8 @@ def make_synthetic(n: int, channels: int, size: int, classes: int, seed: int = S
         for dx in (-1, 0, 1):
             sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
             x[sel] = np.roll(x[sel], (dy, dx), axis=(2, 3))
-    x = x + noise * rng.normal(size=x.shape).astype(np.float32)
-    return x.astype(np.float32), y.astype(np.int64)
+    x += noise * rng.standard_normal(size=x.shape, dtype=np.float32)
+    return x, y.astype(np.int64)
 
 
 def _load_synthetic(_: Path | None) -> Splits:

@@ -204,6 +204,9 @@ def run_candidate(code: str, cfg: EvalConfig, device: str | None = None) -> Eval
                                timed_out, worker.exitcode, cfg)
         evaluation.output = _read_output(os.path.join(work_dir, OUTPUT_FILE),
                                          cfg.max_output_bytes)
+        if evaluation.stage == "worker" and evaluation.output.strip():
+            last = evaluation.output.strip().splitlines()[-1][:300]
+            evaluation.reason += f"; last output: {last}"
     except Exception as exc:  # noqa: BLE001 - the caller must get an Evaluation, always
         log.exception("evaluator worker failed")
         evaluation = Evaluation(status="failed", stage="worker", seed=cfg.seed,

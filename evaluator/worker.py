@@ -45,12 +45,16 @@ def child_main(code: str, cfg_json: str, device: str, work_dir: str) -> None:
     cfg = EvalConfig.model_validate_json(cfg_json)
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    emit({"containment": apply_containment(work_dir, cfg, cuda)})
-    torch.set_num_threads(max(1, cfg.cpu_threads))
-    if cuda:
+    if cuda and dev.index is None:
+        dev = torch.device("cuda", 0)
+    if cuda:  # the driver's initialisation needs syscalls that containment denies
         torch.cuda.set_device(dev)
+        torch.cuda.init()
+        torch.zeros(1, device=dev).sum().item()
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    emit({"containment": apply_containment(work_dir, cfg, cuda)})
+    torch.set_num_threads(max(1, cfg.cpu_threads))
     evaluation = run_cascade(code, cfg, dev, emit)
     emit({"result": evaluation.model_dump(mode="json")})
     progress.close()

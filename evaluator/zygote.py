@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,9 @@ def _serve() -> None:  # runs in the zygote process
                 if pid == 0:
                     try:
                         child_main(*msg["args"])
+                    except BaseException:  # noqa: BLE001 - report in the captured output
+                        traceback.print_exc()
+                        sys.stderr.flush()
                     finally:
                         os._exit(70)
                 children.add(pid)
