@@ -241,7 +241,7 @@ class SearchEngine:
                 self.counts["rejected"] += 1
             else:
                 self.counts["failed"] += 1
-            if (ev is not None and ev.status == "rejected" and ev.stage in REPAIRABLE_STAGES
+            if (ev is not None and not ev.ok and ev.stage in REPAIRABLE_STAGES
                     and self.mutator is not None and cand.code
                     and self.repair_depth.get(cand.id, 0) < self.repair_turns):
                 self.repairs.append(cand)
