@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.embed import CachedEmbedder, Embedder, default_embedder
-from knowledge.merge import DuplicateIndex, idea_text, merge_into
+from knowledge.merge import DuplicateIndex, idea_text, matvec, merge_into
 from knowledge.schema import Category, Chunk, Idea, Paper
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class KnowledgeStore:
                  load_corpus: bool = True) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.embedder = CachedEmbedder(embedder or default_embedder(),
+        self.embedder = CachedEmbedder(embedder or default_embedder,  # loads on first use
                                        self.path / "embeddings.sqlite")
         self._ideas_file = self.path / "ideas.json"
         self._papers_file = self.path / "papers.json"
@@ -228,11 +228,10 @@ class KnowledgeStore:
         if not index.ideas or k <= 0:
             return []
         q = self.embedder.inner.embed([query])[0]  # queries skip the on-disk cache
-        sims = index.matrix @ q
+        sims = matvec(index.matrix, q)
         if category is not None:
             cat = Category(category)
-            mask = np.fromiter((i.category == cat for i in index.ideas), bool, len(index.ideas))
-            sims = np.where(mask, sims, -np.inf)
+            sims = np.where(index.category_mask(cat), sims, -np.inf)
         k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top])]
