@@ -51,6 +51,7 @@ DEPTH_BONUS = 0.2
 DISCONNECTED = -5.0
 DEFAULT_TEMPERATURE = 0.3
 DUPLICATE_HEAT = 1.0  # temperature x (1 + this x near-duplicates in the parents' feedback)
+WANDER_AFTER = 3  # from this many near-duplicates on, also take 0..(dups - this + 1) extra steps
 
 # cell op -> (ops it may replace, op it writes); None = "anything but the written op"
 _TARGET = {
@@ -202,7 +203,7 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
     # and take more steps: the lineage's one-edge neighbourhood is likely used up
     dups = sum("near-duplicate" in line for p in request.parents for line in p.feedback)
     temp *= 1.0 + DUPLICATE_HEAT * dups
-    extra = int(rng.integers(0, dups + 1)) if dups else 0
+    extra = int(rng.integers(0, dups + 2 - WANDER_AFTER)) if dups >= WANDER_AFTER else 0
     allowed = _budget_filter(request)
     op = request.operator
     try:

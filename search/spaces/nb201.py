@@ -174,6 +174,30 @@ def cell_macs(cell: Cell, image_size: int = 32, num_classes: int = 10, in_channe
     return total + (widths[-1] + 1) * num_classes
 
 
+# Classic designs written as NB201 cells (edge order 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2): the
+# starting points a designer would try first. Structure only -- chosen from the papers' designs,
+# not from the benchmark's answers -- and the same for every dataset.
+CLASSIC_CELLS: dict[str, Cell] = {
+    # VGG: a plain chain of 3x3 convolutions
+    "plain-chain": ("nor_conv_3x3", "none", "nor_conv_3x3", "none", "none", "nor_conv_3x3"),
+    # ResNet basic block: two 3x3 convs in sequence plus the identity shortcut
+    "residual-basic": ("nor_conv_3x3", "none", "nor_conv_3x3", "skip_connect", "none",
+                       "skip_connect"),
+    # ResNet bottleneck: 1x1 -> 3x3 -> 1x1 plus the identity shortcut
+    "residual-bottleneck": ("nor_conv_1x1", "none", "nor_conv_3x3", "skip_connect", "none",
+                            "nor_conv_1x1"),
+    # Inception: parallel 1x1, 1x1->3x3 and pooling branches summed at the output
+    "inception": ("nor_conv_1x1", "none", "nor_conv_3x3", "avg_pool_3x3", "nor_conv_1x1",
+                  "skip_connect"),
+    # DenseNet: every node reads every earlier node (identity links) plus a conv chain
+    "dense": ("nor_conv_3x3", "skip_connect", "nor_conv_3x3", "skip_connect", "skip_connect",
+              "nor_conv_3x3"),
+    # MobileNet-style cheap cell: 1x1 convolutions with a shortcut
+    "cheap-mobile": ("nor_conv_1x1", "none", "nor_conv_1x1", "skip_connect", "none",
+                     "skip_connect"),
+}
+
+
 @register_space("nb201")
 class NB201Space:
     """The NAS-Bench-201 cell space as the search engine sees it.
@@ -209,6 +233,11 @@ class NB201Space:
         except ArchError as exc:
             return str(exc)
         return None
+
+    def seeds(self, constraints: Any = None) -> list[str]:
+        """Classic designs as cells (:data:`CLASSIC_CELLS`): where knowledge-driven strategies
+        start. Baselines (random search, REA) start from uniform samples instead."""
+        return [format_arch(c) for c in CLASSIC_CELLS.values()]
 
     def sample(self, rng: np.random.Generator) -> str:
         """A uniformly random cell (all 15,625 equally likely)."""
