@@ -107,7 +107,17 @@ class FairNAD(Strategy):
     def _propose(self, k: int, rng: np.random.Generator) -> Proposal:
         if k < self.n_seeds or not self.front:
             return self._initial(k, rng)
-        op = str(rng.choice(OPERATORS, p=[self.mix[o] for o in OPERATORS]))
+        prop = self._propose_mutation(rng)
+        if prop.error and prop.operator in ("pareto", "refine", "crossover"):
+            # the mutator could not serve this type here (e.g. nothing fits the budget):
+            # spend the evaluation on a fair-idea mutation instead
+            fallback = self._propose_mutation(rng, force="idea")
+            if not fallback.error:
+                return fallback
+        return prop
+
+    def _propose_mutation(self, rng: np.random.Generator, force: str | None = None) -> Proposal:
+        op = force or str(rng.choice(OPERATORS, p=[self.mix[o] for o in OPERATORS]))
         if op == "crossover" and len(self.front) < 2:
             op = "idea"
         if op == "refine":
