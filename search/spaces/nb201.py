@@ -47,7 +47,7 @@ def parse_arch(arch: str) -> Cell:
         raise ArchError(f"expected 3 '+'-separated nodes in {arch!r}, got {len(nodes)}")
     ops: list[str] = []
     for target, node in enumerate(nodes, start=1):
-        parts = [p for p in node.strip().strip("|").split("|")]
+        parts = [p.strip() for p in node.strip().strip("|").split("|")]
         if len(parts) != target:
             raise ArchError(f"node {target} of {arch!r} needs {target} inputs, got {len(parts)}")
         for source, part in enumerate(parts):
