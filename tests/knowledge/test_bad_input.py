@@ -99,3 +99,21 @@ def test_failed_extraction_leaves_nothing(make_store, paper_pdf):
     assert store.papers() == [] and len(store) == 0 and store.chunk_count() == 0
     # and the file can be ingested later (it was not recorded as seen)
     assert store.ingest([paper_pdf]).ingested == 1
+
+
+def test_paths_expand_files_directories_and_globs(tmp_path, paper_pdf):
+    from knowledge.ingest import expand_paths
+
+    nested = tmp_path / "lib" / "sub"
+    nested.mkdir(parents=True)
+    a = nested / "a.PDF"
+    a.write_bytes(paper_pdf.read_bytes())
+    b = tmp_path / "lib" / "b.pdf"
+    b.write_bytes(b"%PDF-1.4")
+    (tmp_path / "lib" / "notes.txt").write_text("ignored inside directories")
+    (tmp_path / "empty_dir").mkdir()
+    files, errors = expand_paths([tmp_path / "lib", str(tmp_path / "lib" / "*.pdf"), b,
+                                  str(tmp_path / "nothing-*.pdf"), tmp_path / "empty_dir"])
+    assert files == [b.resolve(), a.resolve()]  # directory order, duplicates dropped
+    assert [e.error for e in errors] == ["glob matched no files",
+                                         "directory contains no .pdf files"]
