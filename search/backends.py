@@ -37,7 +37,9 @@ class PoolBackend:
             return fut
         return self._pool.submit(candidate.code, self.eval_config)
 
-    def close(self) -> None:
-        close = getattr(self._pool, "close", None) or getattr(self._pool, "shutdown", None)
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers; ``cancel`` drops queued evaluations (after Ctrl-C) instead of
+        waiting for them."""
+        close = getattr(self._pool, "close", None)
         if close is not None:
-            close()
+            close(cancel_pending=cancel)

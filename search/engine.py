@@ -366,8 +366,10 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
             store.set_meta("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         space = SPACES.get(config.space)()
         constraints = _constraints(config)
-        ideas = load_ideas(knowledge)
-        if not resume:
+        if resume:  # the ideas the run started with, even if the knowledge store grew since
+            ideas = list(store.ideas().values()) or load_ideas(knowledge)
+        else:
+            ideas = load_ideas(knowledge)
             store.save_ideas(ideas)
         ref_mmacs = config.hv_ref_mflops or config.max_mflops
         if ref_mmacs is None:
@@ -375,7 +377,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         store.set_meta("hv_ref_mmacs", ref_mmacs)
         store.set_meta("hv_ref_acc", config.hv_ref_acc)
         ctx_options = {"n_seeds": config.n_seeds, "mutation": config.mutation.model_dump(),
-                       **config.options}
+                       "ideas": ideas, **config.options}
         from search.strategies.base import StrategyContext
 
         strategy = STRATEGIES.get(config.strategy)(StrategyContext(
@@ -401,11 +403,12 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
             uses_code=bool(getattr(space, "needs_code", True)), progress=progress)
         store.set_meta("status", "running")
         started = time.monotonic()
+        status = "interrupted"
         try:
             status = engine.run()
         finally:
             if own_backend:
-                backend.close()
+                backend.close(cancel=status != "finished")
         seconds = store.get_meta("seconds", 0.0) + (time.monotonic() - started)
         store.set_meta("seconds", seconds)
         store.set_meta("status", status)

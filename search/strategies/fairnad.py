@@ -78,7 +78,8 @@ class FairNAD(Strategy):
         self.mix = {k: mix.get(k, 0.0) / total for k in OPERATORS}
         self.offline = offline = getattr(ctx.mutator, "name", "") == "offline"
         self.use_chunks = bool(opts.get("chunks", not offline))
-        ideas = load_ideas(ctx.knowledge)
+        # the run's own idea list when the engine pins one (resume), else the knowledge store
+        ideas = list(opts.get("ideas") or load_ideas(ctx.knowledge))
         if offline:  # the offline mutator can only apply ideas with structured edits
             ideas = [i for i in ideas if (i.cell_ops if self.space_name == "nb201" else i.edits)]
         self.sampler = FairIdeaSampler(ideas)
