@@ -106,6 +106,7 @@ class LLMatic(Strategy):
         self.prompt_fitness = [0.0] * len(self.prompts)  # collective fitness per prompt
         self.gen_best: dict[int, float] = {}  # generation -> best fitness told
         self.added = self.not_added = self.untrainable = 0
+        self.last_offer: tuple[int, float, bool] | None = None  # last prompt individual offered
 
     # -- ask -------------------------------------------------------------------------------------
     def ask(self, n: int) -> list[Proposal]:
@@ -232,6 +233,7 @@ class LLMatic(Strategy):
         measures = [prompt_id / max(len(self.prompts) - 1, 1), new_temp]
         res = self.prompt_archive.add_single([prompt_id, new_temp],
                                              self.prompt_fitness[prompt_id], measures)
+        self.last_offer = (prompt_id, new_temp, int(res["status"]) > 0)
         if int(res["status"]) > 0:
             new_cell = int(self.prompt_archive.index_of_single(measures))
             if new_cell != cell:

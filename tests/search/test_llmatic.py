@@ -1,0 +1,134 @@
+"""LLMatic: archives fill, curiosity and temperature rules, operator mix, determinism,
+and the open-ended space."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agent.offline_nb201 import NB201OfflineMutator
+from evaluator.records import Evaluation
+from search.records import Candidate
+from search.registry import STRATEGIES
+from search.spaces.nb201 import NB201Space
+from search.spaces.nb201_table import NB201Table
+from search.strategies.base import StrategyContext
+from tests.search.nb201_fixtures import table_path
+
+A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+B = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+
+
+def make(seed=0, mutator=None, **options):
+    ctx = StrategyContext(space=NB201Space(), seed=seed, mutator=mutator, options=options)
+    return STRATEGIES.get("llmatic")(ctx)
+
+
+def ev(val: float | None, macs: int = 50_000_000, ok: bool = True) -> Evaluation:
+    if not ok:
+        return Evaluation(status="failed", stage="train", reason="NaN loss")
+    return Evaluation(status="ok", stage="eval", val_acc=val, test_acc=val, macs=macs, params=1)
+
+
+def run(strategy, table: NB201Table, n: int) -> list[Candidate]:
+    seen, out = set(), []
+    for i in range(n):
+        (p,) = strategy.ask(1)
+        c = Candidate(id=i, **p.model_dump())
+        if p.arch in seen:
+            c.status = "duplicate"
+        else:
+            seen.add(p.arch)
+            c.status, c.evaluation = "evaluated", table.evaluate(p.arch)
+        strategy.tell(c)
+        out.append(c)
+    return out
+
+
+def test_archives_fill_and_operators_follow_the_mix():
+    table = NB201Table(table_path(), "cifar10")
+    s = make(seed=1, mutator=NB201OfflineMutator(), batch=20, initial=10)
+    cands = run(s, table, 300)
+    assert all(c.operator == "random" for c in cands[:10])
+    later = [c.operator for c in cands[10:]]
+    share = later.count("mutate") / len(later)
+    assert 0.6 < share < 0.8 and later.count("crossover") / len(later) > 0.2
+    st = s.stats()
+    assert st["network_elites"] >= 8 and st["prompt_elites"] >= 3
+    assert st["added"] > 0 and st["not_added"] > 0
+    # the archive keeps, per niche, the best validation accuracy seen there
+    assert st["best_val_acc"] == pytest.approx(max(c.evaluation.val_acc for c in cands
+                                                   if c.evaluation is not None))
+    # mutations use LLMatic's NB201 prompts as instructions (ideas with cell ops offline)
+    assert all(c.idea_id.startswith("llmatic-prompt-") for c in cands if c.operator == "mutate")
+
+
+def test_curiosity_and_temperature_rules():
+    s = make()
+    s.tell(Candidate(id=0, arch=A, status="evaluated", evaluation=ev(0.5),
+                     notes="[llmatic g=0 p=-1 t=0 c=-1] random initial network"))
+    assert len(s.networks) == 1
+    # a new niche, better than the previous generation's best: +1 curiosity, T + 0.05
+    s.tell(Candidate(id=1, arch=B, status="evaluated", evaluation=ev(0.6, macs=10_000_000),
+                     notes="[llmatic g=1 p=2 t=0.6000 c=-1]"))
+    assert len(s.networks) == 2
+    data = s.prompt_archive.data()
+    assert list(data["solution"][0]) == [2, pytest.approx(0.65)]
+    cell = int(data["index"][0])
+    assert s.curiosity[cell] == 1.0 and s.prompt_fitness[2] == 1.0
+    # not added (same niche as A, worse): -0.5, and T - 0.05 (worse than generation 0's best)
+    s.tell(Candidate(id=2, arch=A, status="evaluated", evaluation=ev(0.1),
+                     notes=f"[llmatic g=1 p=2 t=0.6500 c={cell}]"))
+    assert s.curiosity[cell] == 0.5
+    assert s.last_offer[:2] == (2, pytest.approx(0.60))
+    # untrainable: -1
+    s.tell(Candidate(id=3, arch=A, status="evaluated", evaluation=ev(None, ok=False),
+                     notes=f"[llmatic g=2 p=2 t=0.6500 c={cell}]"))
+    assert s.curiosity[cell] == -0.5
+    assert s.last_offer[:2] == (2, pytest.approx(0.60))  # untrainable: worse, T - 0.05
+    assert s.last_offer[:2] == (2, pytest.approx(0.60))
+    assert (s.added, s.not_added, s.untrainable) == (2, 1, 1)
+
+
+def test_most_curious_prompt_drives_half_the_batch_and_half_is_jittered():
+    table = NB201Table(table_path(), "cifar100")
+    s = make(seed=2, mutator=NB201OfflineMutator(), batch=10, initial=10)
+    cands = run(s, table, 200)
+    notes = [re.search(r"\[llmatic g=(\d+) p=(-?\d+) t=([0-9.]+) c=(-?\d+)\]", c.notes)
+             for c in cands[10:] if c.operator == "mutate"]
+    temps = [float(m[3]) for m in notes]
+    assert all(0.0 <= t <= 1.0 for t in temps)
+    assert len({round(t, 4) for t in temps}) > 10  # jitter spreads the temperatures
+    assert any(int(m[4]) >= 0 for m in notes)  # curious picks from the prompt archive
+    assert any(int(m[4]) < 0 for m in notes)  # and random prompts
+
+
+def test_deterministic_per_seed():
+    table = NB201Table(table_path(), "ImageNet16-120")
+    a = [c.arch for c in run(make(seed=5, mutator=NB201OfflineMutator()), table, 80)]
+    b = [c.arch for c in run(make(seed=5, mutator=NB201OfflineMutator()), table, 80)]
+    c = [c.arch for c in run(make(seed=6, mutator=NB201OfflineMutator()), table, 80)]
+    assert a == b and a != c
+
+
+def test_works_in_the_open_space_with_the_offline_mutator():
+    from agent.offline import OfflineMutator
+    from search.protocol import Constraints
+    from search.spaces.open import OpenSpace
+
+    ctx = StrategyContext(space=OpenSpace(), seed=0, mutator=OfflineMutator(),
+                          constraints=Constraints(dataset="digits", in_channels=1,
+                                                  num_classes=10, image_size=8),
+                          options={"batch": 4, "initial": 4})
+    s = STRATEGIES.get("llmatic")(ctx)
+    ops = []
+    for i in range(12):
+        (p,) = s.ask(1)
+        assert p.code and "class Net" in p.code or p.error
+        ops.append(p.operator)
+        macs = 100_000 * (i + 1)
+        s.tell(Candidate(id=i, **p.model_dump(), status="evaluated",
+                         evaluation=ev(0.5 + 0.01 * i, macs=macs) if not p.error else ev(None, ok=False)))
+    assert ops[:4] == ["random"] * 4 and set(ops[4:]) <= {"mutate", "crossover"}
+    assert len(s.networks) >= 2

@@ -1,0 +1,131 @@
+"""The offline NB201 cell mutator: cell ops, knowledge-guided placement, goals, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.offline_nb201 import GROW_OPS, SHRINK_OPS, mutate_cell, prior_score
+from knowledge.schema import Category, Idea
+from search.protocol import Constraints, MutationRequest, ParentInfo
+from search.spaces.nb201 import NB201Space, format_arch, parse_arch
+
+PARENT = format_arch(("nor_conv_1x1", "avg_pool_3x3", "none", "none", "nor_conv_3x3",
+                      "avg_pool_3x3"))
+
+
+def idea(*ops: str) -> Idea:
+    return Idea(id="x", name="x", category=Category.BLOCK_TYPE, description="x",
+                cell_ops=list(ops))
+
+
+CIFAR = Constraints(dataset="cifar10", in_channels=3, num_classes=10, image_size=32)
+
+
+def req(op="idea", parents=(PARENT,), ideas=None, seed=0, **kw) -> MutationRequest:
+    kw.setdefault("constraints", CIFAR)
+    return MutationRequest(operator=op, space="nb201", parents=[ParentInfo(arch=a) for a in parents],
+                           idea=ideas, seed=seed, **kw)
+
+
+def diff(a: str, b: str) -> list[tuple[str, str]]:
+    return [(x, y) for x, y in zip(parse_arch(a), parse_arch(b), strict=True) if x != y]
+
+
+@pytest.mark.parametrize("op, before, after", [
+    ("add_conv3x3", None, "nor_conv_3x3"), ("add_conv1x1", None, "nor_conv_1x1"),
+    ("add_avg_pool", None, "avg_pool_3x3"), ("add_skip", None, "skip_connect"),
+    ("delete_layer", None, "none"), ("swap_conv1x1_to_conv3x3", "nor_conv_1x1", "nor_conv_3x3"),
+    ("swap_pool_to_conv3x3", "avg_pool_3x3", "nor_conv_3x3"),
+    ("remove_pool", "avg_pool_3x3", "skip_connect")])
+def test_each_cell_op_changes_one_edge_as_it_says(op, before, after):
+    for seed in range(10):
+        res = mutate_cell(req(ideas=idea(op), seed=seed))
+        assert res.error is None and res.mode == "offline" and res.code is None
+        (change,) = diff(PARENT, res.arch)
+        assert change[1] == after and (before is None or change[0] == before)
+
+
+def test_placement_follows_design_knowledge():
+    # a skip connection goes to the input->output shortcut, pooling replaces a missing edge
+    # rather than a convolution, a deletion removes pooling before convolutions
+    n = 40
+    skip = [parse_arch(mutate_cell(req(ideas=idea("add_skip"), seed=s)).arch)[3] for s in range(n)]
+    pool = [diff(PARENT, mutate_cell(req(ideas=idea("add_avg_pool"), seed=s)).arch)[0][0]
+            for s in range(n)]
+    gone = [diff(PARENT, mutate_cell(req(ideas=idea("delete_layer"), seed=s)).arch)[0][0]
+            for s in range(n)]
+    assert skip.count("skip_connect") > 0.6 * n  # uniform placement: 1 in 6
+    assert pool.count("none") > 0.6 * n  # uniform: 2 in 6
+    assert gone.count("avg_pool_3x3") > 0.6 * n and "nor_conv_3x3" not in gone
+    assert prior_score(parse_arch(PARENT)) < prior_score(
+        parse_arch(mutate_cell(req(ideas=idea("add_conv3x3", "add_skip"))).arch))
+
+
+def test_deterministic_per_seed_and_temperature_explores():
+    a = [mutate_cell(req(ideas=idea("add_conv3x3"), seed=s)).arch for s in range(30)]
+    b = [mutate_cell(req(ideas=idea("add_conv3x3"), seed=s)).arch for s in range(30)]
+    hot = [mutate_cell(req(ideas=idea("add_conv3x3"), seed=s, temperature=5.0)).arch
+           for s in range(30)]
+    assert a == b
+    assert len(set(hot)) > len(set(a))
+
+
+def test_duplicate_feedback_widens_the_step():
+    fb = ["#3 idea: rejected as a near-duplicate of #1; try a different change"] * 5
+    plain = {mutate_cell(req(ideas=idea("add_conv3x3"), seed=s)).arch for s in range(40)}
+    wide = [mutate_cell(MutationRequest(
+        operator="idea", space="nb201", parents=[ParentInfo(arch=PARENT, feedback=fb)],
+        idea=idea("add_conv3x3"), seed=s)).arch for s in range(40)]
+    assert len(set(wide)) > len(plain)
+    assert max(len(diff(PARENT, w)) for w in wide) > 1
+
+
+def test_pareto_goals_respect_the_stated_bound():
+    space = NB201Space()
+    parent_m = space.macs(PARENT) / 1e6
+    for seed in range(10):
+        cut = mutate_cell(req(op="pareto", seed=seed,
+                              instruction=f"cut MACs below {parent_m:.4g} MMACs keeping accuracy"))
+        assert space.macs(cut.arch) / 1e6 < parent_m
+        grow = mutate_cell(req(op="pareto", seed=seed, instruction=(
+            f"gain accuracy within {parent_m * 1.3:.4g} MMACs: this parent is among the cheapest")))
+        assert space.macs(grow.arch) / 1e6 <= parent_m * 1.3
+        assert grow.notes.split(":")[0] in GROW_OPS and cut.notes.split(":")[0] in SHRINK_OPS
+
+
+def test_user_mac_cap_is_respected():
+    cap = NB201Space().macs(PARENT) / 1e6 + 1
+    c = Constraints(dataset="cifar10", in_channels=3, num_classes=10, image_size=32, max_mmacs=cap)
+    for seed in range(10):
+        res = mutate_cell(req(ideas=idea("add_conv3x3", "add_conv3x3"), seed=seed, constraints=c))
+        assert NB201Space().macs(res.arch) <= cap * 1e6
+
+
+def test_crossover_refine_init_repair():
+    other = format_arch(("nor_conv_3x3",) * 6)
+    for seed in range(10):
+        x = mutate_cell(req(op="crossover", parents=(PARENT, other), seed=seed)).arch
+        assert x not in (PARENT, other)
+        assert all(c in (p, o) for c, p, o in zip(parse_arch(x), parse_arch(PARENT),
+                                                   parse_arch(other), strict=True))
+        assert len(diff(PARENT, mutate_cell(req(op="refine", seed=seed)).arch)) == 1
+        assert mutate_cell(req(op="init", parents=(), seed=seed)).arch
+    fixed = mutate_cell(req(op="repair", parents=(PARENT.replace("|", " |", 2) + "junk",)))
+    assert fixed.arch == PARENT
+    bad = mutate_cell(req(op="idea", parents=("|nope~0|",), ideas=idea("add_skip")))
+    assert bad.arch is None and "3 '+'-separated nodes" in bad.error
+
+
+def test_general_offline_mutator_delegates_nb201():
+    from agent.offline import OfflineMutator
+
+    r = req(ideas=idea("add_conv3x3", "add_skip"), seed=7)
+    assert OfflineMutator().mutate(r).arch == mutate_cell(r).arch
+
+
+def test_never_reads_the_benchmark_table():
+    src = Path(__file__).resolve().parents[2] / "agent" / "offline_nb201.py"
+    text = src.read_text()
+    assert "nb201_table" not in text and "NB201Table" not in text and ".csv" not in text
