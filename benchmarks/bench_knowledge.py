@@ -153,13 +153,17 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=50)
     ap.add_argument("--ideas", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--skip-query", action="store_true", help="only the ingestion part")
     args = ap.parse_args()
-    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, load average {load:.1f} "
+          "(figures are only meaningful on an otherwise idle machine)")
     print(f"| {'measure':<44} | {'value':>14} | note |")
     print(f"|{'-' * 46}|{'-' * 16}|------|")
     with tempfile.TemporaryDirectory() as d:
         bench_ingest(Path(d), args.pages)
-        bench_query(Path(d), args.ideas, args.queries)
+        if not args.skip_query:
+            bench_query(Path(d), args.ideas, args.queries)
 
 
 if __name__ == "__main__":
