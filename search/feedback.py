@@ -7,7 +7,7 @@ valid rate and front entries as gentle weights) and the mutation prompts (``summ
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from evaluator.records import Evaluation
 
@@ -79,9 +79,8 @@ class IdeaStats:
     def as_dict(self) -> dict[str, dict]:
         out = {}
         for k, v in sorted(self.by_idea.items()):
-            d = asdict(v)
-            d.update(valid_rate=v.valid_rate, mean_dacc=v.mean_dacc, mean_dmmacs=v.mean_dmmacs)
-            out[k] = d
+            out[k] = {**vars(v), "valid_rate": v.valid_rate, "mean_dacc": v.mean_dacc,
+                      "mean_dmmacs": v.mean_dmmacs}
         return out
 
 

@@ -21,6 +21,7 @@ import builtins
 import hashlib
 import keyword
 import re
+import zlib
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -31,50 +32,29 @@ _RENAMED = re.compile(r"v[0-9]+")
 _DELIMITERS = {")"}
 
 
-class _Definitions(ast.NodeVisitor):
-    """Collects the identifiers the code defines itself (the renamable ones)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.names.add(node.name)
-        self.generic_visit(node)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self.names.add(node.name)
-        self.generic_visit(node)
-
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
-
-    def visit_arg(self, node: ast.arg) -> None:
-        self.names.add(node.arg)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Store):
-            self.names.add(node.id)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if isinstance(node.ctx, ast.Store):
-            self.names.add(node.attr)
-        self.generic_visit(node)
-
-    def visit_alias(self, node: ast.alias) -> None:
-        if node.asname:
-            self.names.add(node.asname)
-
-
-def _strip_docstrings(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                    and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
-
-
 _NAME_FIELDS = {"id", "attr", "arg", "name", "asname"}
 _SKIP_NODES = (ast.Load, ast.Store, ast.Del)
+_DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
+
+
+def _defined_name(node: ast.AST) -> str | None:
+    """The identifier ``node`` defines in the code itself (a renamable name), if any."""
+    if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        return node.name
+    if isinstance(node, ast.arg):
+        return node.arg
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+        return node.attr
+    if isinstance(node, ast.alias):
+        return node.asname
+    return None
 
 
 def canonical_tokens(code: str) -> list[str]:
@@ -86,37 +66,43 @@ def canonical_tokens(code: str) -> list[str]:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return code.split()
-    _strip_docstrings(tree)
-    defs = _Definitions()
-    defs.visit(tree)
-    renamable = defs.names - _KEEP
-    mapping: dict[str, str] = {}
     out: list[str] = []
+    name_at: list[int] = []  # positions in ``out`` holding identifiers
+    defined: set[str] = set()
 
-    def walk(node: ast.AST) -> None:
+    def walk(node: ast.AST) -> None:  # one pass: tokens, identifier positions, definitions
         out.append(type(node).__name__)
+        own = _defined_name(node)
+        if own:
+            defined.add(own)
         for fname, value in ast.iter_fields(node):
             if isinstance(value, ast.AST):
                 if not isinstance(value, _SKIP_NODES):
                     walk(value)
             elif isinstance(value, list):
+                if fname == "body" and value and isinstance(node, _DOC_OWNERS) \
+                        and _is_docstring(value[0]):
+                    value = value[1:]
                 for item in value:
                     if isinstance(item, ast.AST):
                         walk(item)
                     elif item is not None:
                         out.append(repr(item))
                 out.append(")")
-            elif value is None or fname in ("type_comment", "kind"):
+            elif value is None or fname in ("type_comment", "kind", "level"):
                 continue
             elif fname in _NAME_FIELDS and isinstance(value, str):
-                out.append(mapping.setdefault(value, f"v{len(mapping)}")
-                           if value in renamable else value)
-            elif fname == "module":
-                out.append(str(value))
-            elif fname != "level":
-                out.append(repr(value))
+                name_at.append(len(out))
+                out.append(value)
+            else:
+                out.append(str(value) if fname == "module" else repr(value))
 
     walk(tree)
+    renamable = defined - _KEEP
+    mapping: dict[str, str] = {}
+    for i in name_at:
+        if out[i] in renamable:
+            out[i] = mapping.setdefault(out[i], f"v{len(mapping)}")
     return out
 
 
@@ -139,10 +125,34 @@ def content_hash(tokens: list[str]) -> str:
 
 
 def shingles(tokens: list[str], k: int) -> list[bytes]:
-    """k-token shingles (the whole stream when it is shorter than k)."""
+    """k-token shingles (the whole stream when it is shorter than k), as bytes."""
     if len(tokens) < k:
         return ["\x1f".join(tokens).encode()]
     return ["\x1f".join(tokens[i:i + k]).encode() for i in range(len(tokens) - k + 1)]
+
+
+_TOKEN_HASH: dict[str, int] = {}
+_PRIME = np.uint64(1_000_003)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def _identity(x: int) -> int:
+    return x
+
+
+def shingle_hashes(tokens: list[str], k: int) -> np.ndarray:
+    """32-bit hashes of the k-token shingles, own names read as one placeholder ``ID``
+    (so moving a definition only touches the shingles around it). Tokens are CRC32-hashed
+    once and combined with a polynomial rolling hash, vectorised: deterministic across
+    processes (resume rebuilds the same index), unlike Python's salted ``hash``."""
+    th = np.fromiter((_TOKEN_HASH.get(t) or _TOKEN_HASH.setdefault(
+        t, zlib.crc32(("ID" if _RENAMED.fullmatch(t) else t).encode()))
+        for t in tokens), dtype=np.uint64, count=len(tokens))
+    n = max(1, len(th) - k + 1)
+    h = np.zeros(n, dtype=np.uint64)
+    for j in range(min(k, len(th))):
+        h = (h * _PRIME + th[j:j + n]) & _MASK32
+    return h
 
 
 class NoveltyFilter:
@@ -175,7 +185,8 @@ class NoveltyFilter:
         self._content: dict[str, str] = {}  # key -> content hash
         self._by_content: dict[str, list[int]] = {}  # content hash -> keys
         self._exact: dict[str, int] = {}  # canonical arch string / canonical code hash -> key
-        self._template = MinHash(num_perm=num_perm, seed=1)
+        # shingles arrive pre-hashed (``shingle_hashes``): identity hash function
+        self._template = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity)
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -186,11 +197,8 @@ class NoveltyFilter:
 
     def signature_of_tokens(self, tokens: list[str]) -> tuple[str, str, MinHash]:
         """``signature`` from an already canonical token stream."""
-        # shingles see every own identifier as one placeholder, so moving a definition (which
-        # renumbers v0, v1, ...) changes only the shingles around it
-        flat = ["ID" if _RENAMED.fullmatch(t) else t for t in tokens]
         m = self._template.copy()
-        m.update_batch(shingles(flat, self.shingle))
+        m.update_batch(shingle_hashes(tokens, self.shingle))
         return _digest(tokens), content_hash(tokens), m
 
     @staticmethod
@@ -258,8 +266,5 @@ def exact_jaccard(a: set, b: set) -> float:
 
 
 def shingle_ids(code: str, k: int) -> np.ndarray:
-    """Sorted unique 64-bit ids of the code's shingles (for exact-Jaccard scans)."""
-    flat = ["ID" if _RENAMED.fullmatch(t) else t for t in canonical_tokens(code)]
-    ids = [int.from_bytes(hashlib.blake2b(s, digest_size=8).digest(), "little")
-           for s in shingles(flat, k)]
-    return np.unique(np.asarray(ids, dtype=np.uint64))
+    """Sorted unique shingle hashes of the code (for exact-Jaccard scans)."""
+    return np.unique(shingle_hashes(canonical_tokens(code), k))
