@@ -34,7 +34,7 @@ class SearchConfig(BaseModel):
 
     name: str | None = None  # run name (directory under runs_dir()); default: a timestamp
     seed: int = 0
-    budget: int = Field(100, ge=1)  # candidates to evaluate (near-duplicates not counted)
+    budget: int = Field(150, ge=1)  # candidates to evaluate (near-duplicates not counted)
     dataset: str = "digits"
     data_root: str | None = None  # directory with cifar10 / cifar100 / imagenet16 files
     space: str = "open"
