@@ -30,12 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluator.records import Evaluation  # noqa: E402
 from search.config import SearchConfig  # noqa: E402
 from search.engine import run_search  # noqa: E402
-from search.novelty import (  # noqa: E402
-    _RENAMED,
-    NoveltyFilter,
-    canonical_tokens,
-    shingles,
-)
+from search.novelty import NoveltyFilter, canonical_tokens, shingle_hashes  # noqa: E402
 from search.protocol import Constraints, MutationRequest, MutationResult  # noqa: E402
 from search.spaces.open import OpenSpace  # noqa: E402
 
@@ -139,9 +134,8 @@ def bench_novelty(stored: int, queries: int, seed: int = 0) -> dict[str, float]:
             toks[i] = str(int(rng.integers(1, 4096)))
         return toks
 
-    def ids(toks: list[str]) -> np.ndarray:
-        flat = ["ID" if _RENAMED.fullmatch(t) else t for t in toks]
-        return np.unique(np.array([hash(s) for s in shingles(flat, nf.shingle)], dtype=np.int64))
+    def ids(toks: list[str]) -> np.ndarray:  # the same shingle hashes the filter MinHashes
+        return np.unique(shingle_hashes(toks, nf.shingle))
 
     t0 = time.perf_counter()
     for key in range(stored):
