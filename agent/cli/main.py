@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,7 +32,7 @@ _COMMAND_MODULES = (
 
 @app.callback()
 def _global(
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", envvar="ARCHLORE_HOME",
         help="Where archlore keeps knowledge and runs (default: the platform's user data dir).",
     ),

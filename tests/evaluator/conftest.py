@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from hostile_cases import FAKE_SECRET_ENV
+
+from tests.evaluator.hostile_cases import FAKE_SECRET_ENV
 
 os.environ.setdefault("ARCHLORE_TEST_API_KEY", FAKE_SECRET_ENV)
 

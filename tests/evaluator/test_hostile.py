@@ -8,9 +8,9 @@ import socket
 import uuid
 
 import pytest
-from hostile_cases import CASES, FAKE_SECRET_ENV, NET
 
 from evaluator import EvalConfig, Evaluation
+from tests.evaluator.hostile_cases import CASES, FAKE_SECRET_ENV, NET
 
 BASE = {"dataset": "synthetic", "max_steps": 3, "timeout_s": 60.0, "memory_mb": 3072}
 

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # paper_pdfs
-
-from paper_pdfs import paper_pages, write_pdf  # noqa: E402
+from tests.knowledge.paper_pdfs import paper_pages, write_pdf
 
 
 @pytest.fixture(scope="session")

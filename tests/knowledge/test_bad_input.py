@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from paper_pdfs import long_paper_pages, paper_pages, write_pdf
 
 from knowledge.extract_base import ExtractionError
+from tests.knowledge.paper_pdfs import long_paper_pages, paper_pages, write_pdf
 
 
 def _image_only_pdf(path):

@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-from paper_pdfs import ARXIV
 from typer.testing import CliRunner
 
 from agent.cli.main import app
+from tests.knowledge.paper_pdfs import ARXIV
 
 
 @pytest.fixture

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from paper_pdfs import ARXIV, KNOWN_PAGES, REFERENCE_ONLY, TITLE, paper_pages, write_pdf
 
 from knowledge.extract_base import normalise_text
 from knowledge.pdf import read_pdf
+from tests.knowledge.paper_pdfs import (
+    ARXIV,
+    KNOWN_PAGES,
+    REFERENCE_ONLY,
+    TITLE,
+    paper_pages,
+    write_pdf,
+)
 
 
 def test_offline_extraction_finds_known_ideas_on_known_pages(make_store, paper_pdf):
