@@ -67,7 +67,7 @@ def list_datasets() -> list[str]:
 
 def get_spec(name: str) -> DatasetSpec:
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[name] if name in _REGISTRY else _REGISTRY[name.lower()]
     except KeyError:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}") from None
 

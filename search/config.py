@@ -41,6 +41,7 @@ class SearchConfig(BaseModel):
     strategy: str = "fairnad"
     llm: str = "offline"  # offline | openai | replay ...
     model: str | None = None  # LLM model name
+    table: str | None = None  # NAS-Bench-201 CSV for --space nb201; None = $ARCHLORE_NB201_TABLE
     knowledge: str | None = None  # path of a knowledge store; None = the built-in corpus
     workers: int = Field(2, ge=1)
     devices: list[str] = Field(default_factory=lambda: ["cpu"])

@@ -32,7 +32,14 @@ from knowledge.schema import Idea
 from search.backend import EvaluationBackend
 from search.novelty import NoveltyFilter
 from search.pareto import non_dominated_mask, normalised_hypervolume, objectives
-from search.protocol import Constraints, MutationRequest, Mutator, ParentInfo, Usage
+from search.protocol import (
+    Constraints,
+    MutationRequest,
+    Mutator,
+    MutatorExhausted,
+    ParentInfo,
+    Usage,
+)
 from search.records import Candidate, Proposal
 from search.store import RunStore
 from search.strategies.base import Strategy
@@ -75,7 +82,7 @@ class FrontTracker:
 class RunResult:
     name: str
     run_dir: str
-    status: str  # finished | interrupted
+    status: str  # finished | interrupted | stopped (mutator exhausted, see stop_reason)
     counts: dict[str, Any]
     front: list[int]  # candidate ids on the final Pareto front
     hypervolume: float
@@ -83,6 +90,7 @@ class RunResult:
     repaired: int  # repair children that passed evaluation
     usage: Usage
     seconds: float
+    stop_reason: str | None = None
 
 
 class SearchEngine:
@@ -116,6 +124,7 @@ class SearchEngine:
         self.counts = {"evaluated": 0, "valid": 0, "duplicates": 0, "rejected": 0, "failed": 0}
         self.usage = Usage()
         self.exhausted = False
+        self.stop_reason: str | None = None
         self.started = time.monotonic()
 
     # -- creation ------------------------------------------------------------------------------
@@ -263,10 +272,15 @@ class SearchEngine:
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> str:
-        """Runs until the budget is spent (``finished``) or Ctrl-C (``interrupted``)."""
+        """Runs until the budget is spent (``finished``), Ctrl-C (``interrupted``) or the
+        mutator can make no more proposals (``stopped``, reason in ``stop_reason``)."""
         try:
             while True:
-                self._fill()
+                try:
+                    self._fill()
+                except MutatorExhausted as exc:  # e.g. LLM budget spent: drain, then stop
+                    self.exhausted = True
+                    self.stop_reason = str(exc) or type(exc).__name__
                 if self.told in self.done:
                     self._tell(self.done.pop(self.told))
                     continue
@@ -279,7 +293,7 @@ class SearchEngine:
                     break
         except KeyboardInterrupt:
             return "interrupted"
-        return "finished"
+        return "stopped" if self.stop_reason else "finished"
 
     def front_ids(self) -> list[int]:
         return list(self.front.ids)
@@ -384,6 +398,9 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
             space=space, seed=config.seed, constraints=constraints, mutator=mutator,
             knowledge=knowledge if knowledge is not None else ideas, options=ctx_options))
         own_backend = backend is None
+        make_backend = getattr(space, "make_backend", None)
+        if backend is None and make_backend is not None:  # table-backed spaces answer queries
+            backend = make_backend(config)
         if backend is None:
             from search.backends import PoolBackend
 
@@ -412,6 +429,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         seconds = store.get_meta("seconds", 0.0) + (time.monotonic() - started)
         store.set_meta("seconds", seconds)
         store.set_meta("status", status)
+        store.set_meta("stop_reason", engine.stop_reason)
         store.set_meta("result", {"front": engine.front_ids(), "repaired": engine.repaired,
                                   "hypervolume": engine.front.hypervolume})
         if write_outputs:
@@ -421,6 +439,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         return RunResult(name=config.name, run_dir=str(run_dir), status=status,
                          counts=store.summary(), front=engine.front_ids(),
                          hypervolume=engine.front.hypervolume, best_val_acc=engine.front.best_acc,
-                         repaired=engine.repaired, usage=engine.usage, seconds=seconds)
+                         repaired=engine.repaired, usage=engine.usage, seconds=seconds,
+                         stop_reason=engine.stop_reason)
     finally:
         store.close()

@@ -73,6 +73,13 @@ class MutationResult(BaseModel):
     notes: str = ""  # what was changed, for feedback and reports
 
 
+class MutatorExhausted(RuntimeError):
+    """The mutator can make no more proposals (e.g. its LLM token or money budget is spent).
+
+    The engine stops asking, finishes what is in flight and ends the run cleanly; the run
+    can be resumed later with a larger budget."""
+
+
 @runtime_checkable
 class Mutator(Protocol):
     name: str

@@ -70,6 +70,10 @@ def search_cmd(
     strategy: str | None = typer.Option(None, "--strategy", help="fairnad, rea, random, ..."),
     llm: str | None = typer.Option(None, "--llm", help="offline (default), openai, replay"),
     model: str | None = typer.Option(None, "--model", help="LLM model name."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="OpenAI-compatible server URL (or env OPENAI_BASE_URL)."),
+    table: str | None = typer.Option(
+        None, "--table", help="NAS-Bench-201 CSV for --space nb201 (or env ARCHLORE_NB201_TABLE)."),
     knowledge: str | None = typer.Option(None, "--knowledge", help="Knowledge store dir."),
     workers: int | None = typer.Option(None, "--workers"),
     epochs: float | None = typer.Option(None, "--epochs", help="Training epochs per candidate."),
@@ -92,8 +96,8 @@ def search_cmd(
 
     overrides = dict(name=resume or name, seed=seed, budget=budget, dataset=dataset,
                      data_root=data_root, space=space, strategy=strategy, llm=llm, model=model,
-                     knowledge=knowledge, workers=workers, epochs=epochs, max_mflops=max_mflops,
-                     max_params=max_params, novelty_threshold=novelty_threshold,
+                     knowledge=knowledge, table=table, workers=workers, epochs=epochs,
+                     max_mflops=max_mflops, max_params=max_params, novelty_threshold=novelty_threshold,
                      repair_turns=repair_turns, n_seeds=n_seeds)
     try:
         if resume:
@@ -112,7 +116,10 @@ def search_cmd(
             cfg = build_config(config_file, overrides, assignments).with_name()
         from agent.mutators import make_mutator
 
-        mutator = make_mutator(cfg.llm, model=cfg.model, **cfg.options.get("llm", {}))
+        llm_options = dict(cfg.options.get("llm", {}))
+        if base_url:
+            llm_options["base_url"] = base_url
+        mutator = make_mutator(cfg.llm, model=cfg.model, **llm_options)
         kn = _knowledge(cfg.knowledge)
         view = _LiveView(cfg.name or "")
         if live and console.is_terminal:
@@ -144,6 +151,8 @@ def search_cmd(
         + ("-" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f} %")
         + f", hypervolume {result.hypervolume:.4f}")
     console.print(f"outputs: {result.run_dir}/report.html, pareto.csv, pareto.png, models/")
+    if result.stop_reason:
+        console.print(f"[yellow]stopped early: {result.stop_reason}[/yellow]")
     if result.status != "finished":
         console.print(f"resume with: archlore search --resume {result.name}")
         raise typer.Exit(130)

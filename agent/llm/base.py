@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 from pydantic import BaseModel, Field
 
-from search.protocol import Usage
+from search.protocol import MutatorExhausted, Usage
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -21,7 +21,7 @@ class LLMError(RuntimeError):
     """A chat call failed for good (after retries); the caller records the message."""
 
 
-class BudgetExceeded(LLMError):
+class BudgetExceeded(LLMError, MutatorExhausted):
     """The configured token / money cap is spent; no new calls are made."""
 
 

@@ -216,6 +216,13 @@ class NB201Space:
     def __init__(self, cells_per_stage: int = 5, **_: Any) -> None:
         self.cells_per_stage = cells_per_stage
 
+    def make_backend(self, config: Any) -> Any:
+        """The table backend for a search run (``config.table`` or ``$ARCHLORE_NB201_TABLE``)."""
+        from search.spaces.nb201_table import NB201Table, NB201TableBackend, resolve_dataset
+
+        table = NB201Table(getattr(config, "table", None), resolve_dataset(config.dataset))
+        return NB201TableBackend(table, workers=1)
+
     # genotype handling -------------------------------------------------
     def parse(self, arch: str) -> Cell:
         return parse_arch(arch)

@@ -156,7 +156,7 @@ class NB201TableBackend:
         fut.set_result(ev)
         return fut
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
         pass
 
 

@@ -1,0 +1,59 @@
+"""Runs wired the way users start them: the CLI on the NB201 table, and an LLM whose token
+budget runs out mid-run (real HTTP to a scripted OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from agent.cli.main import app
+from agent.llm.local_server import ScriptedServer
+from agent.llm.registry import create_model
+from agent.llm_mutator import LLMMutator
+from search.config import SearchConfig
+from search.engine import run_search
+from search.spaces.nb201 import NB201Space
+from search.spaces.nb201_table import NB201Table
+from search.store import RunStore
+from tests.search.nb201_fixtures import table_path
+
+
+def test_cli_search_on_nb201_answers_from_the_table(tmp_path):
+    table = table_path()
+    result = CliRunner().invoke(app, [
+        "--data-dir", str(tmp_path), "search", "--space", "nb201", "--dataset", "ImageNet16-120",
+        "--budget", "30", "--table", str(table), "--name", "nb", "--no-live"])
+    assert result.exit_code == 0, result.output
+    answers = NB201Table(table, "ImageNet16-120")
+    with RunStore(tmp_path / "runs" / "nb", create=False) as store:
+        evaluated = [c for c in store.candidates() if c.status == "evaluated"]
+        assert len(evaluated) == 30
+        for cand in evaluated:
+            entry = answers[cand.arch]
+            assert np.isclose(cand.evaluation.val_acc * 100, entry.valid_acc)
+            assert np.isclose(cand.evaluation.test_acc * 100, entry.test_acc)
+    assert (tmp_path / "runs" / "nb" / "pareto.csv").is_file()
+
+
+def test_llm_budget_stops_the_run_cleanly_and_keeps_what_was_evaluated(tmp_path):
+    rng = np.random.default_rng(0)
+    space = NB201Space()
+
+    def answer(body: dict) -> str:
+        return "ARCH: " + space.sample(rng)
+
+    with ScriptedServer(responder=answer) as server:
+        model = create_model("openai", base_url=server.base_url, api_key="k", model="m",
+                             max_total_tokens=1, timeout_s=5.0)
+        config = SearchConfig(name="capped", space="nb201", dataset="cifar10", budget=40,
+                              table=str(table_path()), n_seeds=4)
+        result = run_search(config, tmp_path, mutator=LLMMutator(model))
+        calls = len(server.requests)
+    assert result.status == "stopped"
+    assert "budget" in result.stop_reason.lower()
+    assert calls == 1  # the cap allows one call; the next is refused before any HTTP
+    with RunStore(tmp_path / "capped", create=False) as store:
+        assert store.get_meta("status") == "stopped"
+        cands = store.candidates()
+        assert all(c.status != "pending" for c in cands)
+        assert 4 <= result.counts["evaluated"] < 40
