@@ -72,6 +72,11 @@ def search_cmd(
     model: str | None = typer.Option(None, "--model", help="LLM model name."),
     base_url: str | None = typer.Option(
         None, "--base-url", help="OpenAI-compatible server URL (or env OPENAI_BASE_URL)."),
+    mode: str | None = typer.Option(None, "--mode", help="LLM answer form: delta (default) | full."),
+    record: Path | None = typer.Option(None, "--record", help="Write every LLM call to a cassette."),
+    cassette: Path | None = typer.Option(None, "--cassette", help="--llm replay: cassette to use."),
+    llm_budget_tokens: int | None = typer.Option(
+        None, "--llm-budget-tokens", help="Stop making LLM calls after this many tokens."),
     table: str | None = typer.Option(
         None, "--table", help="NAS-Bench-201 CSV for --space nb201 (or env ARCHLORE_NB201_TABLE)."),
     knowledge: str | None = typer.Option(None, "--knowledge", help="Knowledge store dir."),
@@ -114,12 +119,17 @@ def search_cmd(
                                   f"{', '.join(given) or 'the other options'}[/yellow]")
         else:
             cfg = build_config(config_file, overrides, assignments).with_name()
+            llm_given = {k: v for k, v in dict(
+                base_url=base_url, mode=mode, max_total_tokens=llm_budget_tokens,
+                record=str(record) if record else None,
+                cassette=str(cassette) if cassette else None).items() if v is not None}
+            if llm_given:  # saved with the run's config, so --resume talks to the same LLM
+                options = dict(cfg.options)
+                options["llm"] = {**options.get("llm", {}), **llm_given}
+                cfg = cfg.model_copy(update={"options": options})
         from agent.mutators import make_mutator
 
-        llm_options = dict(cfg.options.get("llm", {}))
-        if base_url:
-            llm_options["base_url"] = base_url
-        mutator = make_mutator(cfg.llm, model=cfg.model, **llm_options)
+        mutator = make_mutator(cfg.llm, model=cfg.model, **cfg.options.get("llm", {}))
         kn = _knowledge(cfg.knowledge)
         view = _LiveView(cfg.name or "")
         if live and console.is_terminal:

@@ -57,3 +57,29 @@ def test_llm_budget_stops_the_run_cleanly_and_keeps_what_was_evaluated(tmp_path)
         cands = store.candidates()
         assert all(c.status != "pending" for c in cands)
         assert 4 <= result.counts["evaluated"] < 40
+
+
+def test_search_cli_records_an_llm_run_and_replays_it_without_a_server(tmp_path):
+    table = str(table_path())
+    rng = np.random.default_rng(1)
+    space = NB201Space()
+    cassette = tmp_path / "run.jsonl"
+    common = ["--data-dir", str(tmp_path), "search", "--space", "nb201", "--dataset", "cifar10",
+              "--table", table, "--budget", "15", "--n-seeds", "3", "--no-live"]
+    with ScriptedServer(responder=lambda body: "ARCH: " + space.sample(rng)) as server:
+        rec = CliRunner().invoke(app, common + [
+            "--name", "live", "--llm", "openai", "--base-url", server.base_url, "--model", "m",
+            "--record", str(cassette)], env={"OPENAI_API_KEY": "k"})
+        calls = len(server.requests)
+    assert rec.exit_code == 0, rec.output
+    assert calls > 0 and cassette.is_file()
+    rep = CliRunner().invoke(app, common + [
+        "--name", "replayed", "--llm", "replay", "--cassette", str(cassette)])
+    assert rep.exit_code == 0, rep.output
+
+    def archive(name: str) -> list[tuple[str, str]]:
+        with RunStore(tmp_path / "runs" / name, create=False) as store:
+            return [(c.arch, c.operator) for c in store.candidates()]
+
+    assert archive("replayed") == archive("live")
+    assert any(op != "init" for _, op in archive("live"))
