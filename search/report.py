@@ -61,7 +61,7 @@ def _papers(idea: Idea | None) -> list[str]:
 def _step_text(c: Candidate, ideas: dict[str, Idea]) -> str:
     idea = ideas.get(c.idea_id or "")
     ev = c.evaluation
-    metrics = (f"val {ev.val_acc:.4f}, {ev.macs / 1e6:.4f} MMACs" if c.valid else
+    metrics = (f"val acc {100 * ev.val_acc:.2f} %, {ev.macs / 1e6:.4f} MMACs per image" if c.valid else
                (f"{ev.status} at {ev.stage}" if ev else c.status))
     what = f"#{c.id} {c.operator}"
     if c.parents:
@@ -116,8 +116,11 @@ def _plots(cands: list[Candidate], front: list[Candidate], hv: Any) -> tuple[byt
     ys = [100 * c.evaluation.val_acc for c in fr]
     ax.step(xs, ys, where="post", color="#d1495b", lw=1.5)
     ax.scatter(xs, ys, s=30, c="#d1495b", label=f"Pareto front ({len(fr)})", zorder=3)
-    for c, x, y in zip(fr, xs, ys, strict=True):
-        ax.annotate(f"#{c.id}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    for i, (c, x, y) in enumerate(zip(fr, xs, ys, strict=True)):
+        # alternate below-right / above-left so neighbouring front members' ids don't overlap
+        below = i % 2 == 0
+        ax.annotate(f"#{c.id}", (x, y), textcoords="offset points", fontsize=8,
+                    xytext=(4, -11) if below else (-4, 5), ha="left" if below else "right")
     ax.set_xlabel("MMACs per image")
     ax.set_ylabel("validation accuracy (%)")
     if valid:
@@ -139,8 +142,8 @@ def _plots(cands: list[Candidate], front: list[Candidate], hv: Any) -> tuple[byt
 def _model_file(c: Candidate, chain: list[Candidate], ideas: dict[str, Idea], run: str) -> str:
     ev = c.evaluation
     head = [f"archlore run {run}: candidate #{c.id} (on the Pareto front)",
-            f"val acc {ev.val_acc:.4f}, test acc "
-            + (f"{ev.test_acc:.4f}" if ev.test_acc is not None else "n/a")
+            f"val acc {100 * ev.val_acc:.2f} %, test acc "
+            + (f"{100 * ev.test_acc:.2f} %" if ev.test_acc is not None else "n/a")
             + f", {ev.macs / 1e6:.4f} MMACs per image, {ev.params} params",
             f"dataset {ev.dataset}, seed {ev.seed}", "lineage (root first):"]
     head += ["  " + _step_text(x, ideas) for x in chain]
@@ -177,12 +180,17 @@ def write_outputs(store: RunStore) -> Outputs:
         rows.append({"id": c.id, "val_acc": ev.val_acc, "test_acc": ev.test_acc,
                      "mmacs": ev.macs / 1e6, "macs": ev.macs, "params": ev.params,
                      "operator": c.operator, "idea_id": c.idea_id or "",
+                     "idea_name": idea.name if idea else "",
+                     "papers": [{"id": p.paper_id, "title": p.title or p.paper_id,
+                                 "url": (None if p.paper_id.startswith("sha256:")
+                                         else f"https://arxiv.org/abs/{p.paper_id}")}
+                                for p in (idea.provenance if idea else [])],
                      "category": idea.category.value if idea else "",
                      "parents": " ".join(map(str, c.parents)),
                      "model_file": str(path.relative_to(run_dir))})
     csv_path = run_dir / "pareto.csv"
     with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -191,7 +199,9 @@ def write_outputs(store: RunStore) -> Outputs:
     (run_dir / "hypervolume.png").write_bytes(hv_png)
 
     best = sorted(front, key=lambda c: -c.evaluation.val_acc)[:3]
-    lineages = [{"id": c.id, "steps": [_step_text(x, ideas) for x in lineage(c.id, by_id)]}
+    lineages = [{"id": c.id, "val_acc": c.evaluation.val_acc, "test_acc": c.evaluation.test_acc,
+                 "mmacs": c.evaluation.macs / 1e6, "params": c.evaluation.params,
+                 "steps": [_step_text(x, ideas) for x in lineage(c.id, by_id)]}
                 for c in best]
     summary = store.summary()
     usage = store.usage()
