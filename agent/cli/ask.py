@@ -189,14 +189,16 @@ def ask_cmd(
     run_dir = paths.runs_dir() / cfg.name
     stopped = None
     try:
-        run_search(cfg, paths.runs_dir(), mutator=mutator,
-                   knowledge=_TargetedKnowledge(pool, source))
-    except BudgetExceeded as exc:  # keep what was evaluated before the LLM budget ran out
+        result = run_search(cfg, paths.runs_dir(), mutator=mutator,
+                            knowledge=_TargetedKnowledge(pool, source))
+        stopped = result.stop_reason  # e.g. the LLM budget ran out: the engine kept what it had
+    except BudgetExceeded as exc:  # spent before the run started (goal parsing)
         stopped = str(exc)
-        err_console.print(f"[yellow]archlore ask: {exc}; using the candidates so far[/yellow]")
     except (RunExists, ValueError) as exc:
         err_console.print(f"[red]archlore ask: {exc}[/red]")
         raise typer.Exit(2) from None
+    if stopped:
+        err_console.print(f"[yellow]archlore ask: {stopped}; using the candidates so far[/yellow]")
     with RunStore(run_dir, create=False) as store:
         candidates = store.candidates()
         ideas = store.ideas()
