@@ -157,11 +157,13 @@ _CAP = re.compile(r"(?:within|below|under|at most)\s+([0-9.]+(?:e[+-]?\d+)?)\s*M
 
 def _direction(instruction: str) -> str | None:
     """"grow" / "shrink" / None from a Pareto-aware goal or a user's request. FairNAD's goals
-    lead with "gain accuracy" / "cut MACs"; otherwise keywords decide (shrink words first)."""
+    lead with "grow" / "shrink" (older ones: "gain accuracy" / "cut MACs"), and the leading
+    keyword wins over the rest of the sentence (a grow goal says the parent is "among the
+    cheapest"); otherwise keywords decide (shrink words first)."""
     text = (instruction or "").strip().lower()
-    if text.startswith("gain accuracy"):
+    if text.startswith(("grow", "gain accuracy")):
         return "grow"
-    if text.startswith("cut macs"):
+    if text.startswith(("shrink", "cut macs")):
         return "shrink"
     if _SHRINK_WORDS.search(text):
         return "shrink"

@@ -129,3 +129,28 @@ def test_never_reads_the_benchmark_table():
     src = Path(__file__).resolve().parents[2] / "agent" / "offline_nb201.py"
     text = src.read_text()
     assert "nb201_table" not in text and "NB201Table" not in text and ".csv" not in text
+
+
+def test_fairnad_grow_goal_is_read_as_grow():
+    """FairNAD's own accuracy goal says the parent is "among the cheapest": that word must not
+    turn the goal into a shrink (the leading keyword decides)."""
+    from agent.offline_nb201 import NB201OfflineMutator
+    from evaluator.records import Evaluation
+    from search.records import Candidate
+    from search.strategies.base import StrategyContext
+    from search.strategies.fairnad import GOAL_ACCURACY, FairNAD
+
+    space = NB201Space()
+    strat = FairNAD(StrategyContext(space=space, constraints=CIFAR,
+                                    mutator=NB201OfflineMutator(), knowledge=[]))
+    cheap = format_arch(("nor_conv_1x1", "none", "none", "none", "none", "skip_connect"))
+    for cid, (arch, acc) in enumerate([(cheap, 0.6), (PARENT, 0.8)]):
+        strat.tell(Candidate(id=cid, arch=arch, status="evaluated", evaluation=Evaluation(
+            status="ok", stage="eval", val_acc=acc, macs=space.macs(arch))))
+    assert strat.front == [0, 1]
+    text, _ = strat._pareto_goal(0)
+    assert text.startswith(GOAL_ACCURACY)
+    for seed in range(5):
+        res = mutate_cell(req(op="pareto", parents=(cheap,), seed=seed, instruction=text))
+        assert res.notes.split(":")[0] in GROW_OPS, res.notes
+        assert space.macs(res.arch) >= space.macs(cheap)  # add_skip keeps MACs
