@@ -138,15 +138,19 @@ class KnowledgeStore:
             [i.model_dump(mode="json") for i in corpus], sort_keys=True).encode()).hexdigest()
         if self._meta.get("corpus_sha256") == digest:
             return 0
+        synced: list[Idea] = []
         for idea in corpus:
             old = self._ideas.get(idea.id)
             if old is not None:  # keep provenance gathered from ingested papers
-                extra = [p for p in old.provenance if p not in idea.provenance]
+                # corpus citations carry no page/quote: old ones must not outlive a corpus fix
+                extra = [p for p in old.provenance if p not in idea.provenance
+                         and (p.page is not None or p.quote)]
                 idea = idea.model_copy(update={"provenance": list(idea.provenance) + extra})
             self._ideas[idea.id] = idea
+            synced.append(idea)
         self._meta["corpus_sha256"] = digest
         self._index = None
-        self._write_ideas(corpus)
+        self._write_ideas(synced)  # the merged ideas, so chromadb matches ideas.json
         return len(corpus)
 
     # ------------------------------------------------------------------ ideas

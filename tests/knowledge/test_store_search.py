@@ -166,3 +166,25 @@ def test_lexicon_edits_apply_to_the_open_space():
                                       open_spec.Stage(channels=32, stride=2)])
     for concept in CONCEPTS:
         open_spec.apply_edits(spec, [ArchEdit(**e) for e in concept.edits])  # raises if invalid
+
+
+def test_corpus_resync_keeps_chroma_in_step_and_drops_stale_corpus_citations(make_store,
+                                                                             monkeypatch):
+    import corpora
+
+    corpus = [Idea(id="residual", name="Residual connections", category=Category.CONNECTIVITY,
+                   description="y = F(x) + x.", provenance=[Provenance(paper_id="1512.00000")])]
+    monkeypatch.setattr(corpora, "load_builtin_ideas", lambda: corpus, raising=False)
+    store = make_store(load_corpus=True)
+    store.add_ideas([Idea(id="residual", name="Residual connections",
+                          category=Category.CONNECTIVITY, description="skip",
+                          provenance=[Provenance(paper_id="p2", page=3, quote="we add skips")])])
+    # the corpus corrects its citation: the wrong one must go, the ingested one must stay
+    corpus[0] = corpus[0].model_copy(update={"provenance": [Provenance(paper_id="1512.03385")]})
+    reopened = make_store(load_corpus=True)
+    idea = reopened.get("residual")
+    assert [p.paper_id for p in idea.provenance] == ["1512.03385", "p2"]
+    # chromadb's copy of the idea says the same as ideas.json
+    meta = reopened._collection("ideas").get(ids=["residual"], include=["metadatas"])
+    assert meta["metadatas"][0]["papers"] == "1512.03385,p2"
+    assert meta["metadatas"][0]["n_provenance"] == 2
