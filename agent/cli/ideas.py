@@ -180,7 +180,12 @@ def export_cmd(
     if output is None:
         typer.echo(text)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            err_console.print(f"[red]error:[/] cannot write {output}: {exc.strerror or exc}",
+                              soft_wrap=True)
+            raise typer.Exit(1) from None
         err_console.print(f"wrote {output}")
 
 

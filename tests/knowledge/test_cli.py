@@ -77,3 +77,11 @@ def test_schema_prints_the_idea_json_schema(run):
     assert schema["title"] == "Idea"
     assert {"category", "provenance", "edits", "effect"} <= set(schema["properties"])
     assert "stage_layout" in json.dumps(schema["$defs"]["Category"])
+
+
+def test_export_to_an_unwritable_path_is_a_clear_error(run, tmp_path):
+    target = tmp_path / "no-such-dir" / "ideas.json"
+    res = run("ideas", "export", "--output", str(target))  # no traceback
+    assert res.exit_code == 1
+    assert "cannot write" in res.output and str(target) in res.output.replace("\n", "")
+    assert not target.exists()
