@@ -47,6 +47,11 @@ DENIED_ATTRIBUTES = frozenset({
     # evaluation of strings hidden behind innocent-looking helpers
     "format", "format_map", "get_type_hints", "ForwardRef", "make_dataclass",
     "eval", "exec", "getattr", "setattr", "delattr", "globals", "locals", "vars",
+    # frames, code and tracebacks: a running generator's gi_frame.f_back walks up into the
+    # evaluator's own frames, whose f_globals/f_locals can replace how the result is scored
+    "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_back",
+    "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
+    "co_code", "func_globals",
 })
 
 _SELF_NAMES = frozenset({"self", "cls"})

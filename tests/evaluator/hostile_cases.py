@@ -20,6 +20,8 @@ class Case:
     on: tuple[str, str]  # (status, reason substring) with the static policy
     off: tuple[str, str]  # ... and without it: the OS layer alone
     cfg: dict = field(default_factory=dict)
+    # An "ok" outcome must carry honest accuracies: the attack tries to forge them to 1.0.
+    forges_accuracy: bool = False
 
 
 NET = '''
@@ -154,6 +156,31 @@ CASES: list[Case] = [
          ("rejected", "syntax-error"), ("failed", "SyntaxError")),
     Case("missing_net", NET.replace("class Net(", "class Model("),
          ("rejected", "missing-net"), ("rejected", "no `class Net")),
+    # Result forgery happens inside the worker, where OS containment cannot help: a running
+    # generator's frame walks up to the cascade and swaps its accuracy function. The policy
+    # must reject it; with the policy off the forgery succeeds (test_frame_walk_is_live).
+    Case("frame_walk_forgery", attack(
+        "holder = []\n"
+        "def walk():\n"
+        "    f = holder[0].gi_frame.f_back\n"
+        "    while f is not None:\n"
+        "        if 'run_cascade' in f.f_globals:\n"
+        "            f.f_globals['accuracy'] = lambda model, x, y: 1.0\n"
+        "        f = f.f_back\n"
+        "    yield 0\n"
+        "holder.append(walk())\n"
+        "next(holder[0])"),
+         ("rejected", "denied-attribute"), ("ok", "")),
+    Case("monkeypatch_tensor_sum", attack(
+        "torch.Tensor.sum = lambda t, *a, **k: torch.full((), t.numel())"),
+         ("ok", ""), ("ok", ""), forges_accuracy=True),
+    Case("tensor_subclass_sum", NET.replace(
+        "class Net(nn.Module):",
+        "class Fake(torch.Tensor):\n    def sum(self, *a, **k):\n"
+        "        return torch.full((), self.numel())\n\n\nclass Net(nn.Module):").replace(
+        "        return self.fc(x.mean(dim=(2, 3)))",
+        "        return self.fc(x.mean(dim=(2, 3))).as_subclass(Fake)"),
+         ("ok", ""), ("ok", ""), forges_accuracy=True),
     Case("over_cap_macs", NET, ("rejected", "exceed the cap"), ("rejected", "exceed the cap"),
          {"max_mmacs": 1e-6}),
 ]

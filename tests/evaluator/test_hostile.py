@@ -55,7 +55,10 @@ def test_hostile_candidate_is_contained(outcomes, case, mode):
     status, reason = case.on if mode == "on" else case.off
     assert evaluation.status == status, (evaluation.reason, evaluation.output[-2000:])
     assert reason in evaluation.reason, (evaluation.reason, evaluation.output[-2000:])
-    assert evaluation.reason, "every non-ok outcome names a reason"
+    if status != "ok":
+        assert evaluation.reason, "every non-ok outcome names a reason"
+    if case.forges_accuracy:
+        assert evaluation.val_acc < 0.9 and evaluation.test_acc < 0.9, "accuracy was forged"
     assert not sentinel.exists(), f"{case.name}: the sentinel was written outside the sandbox"
     dumped = json.dumps(evaluation.model_dump(mode="json"))
     assert secret_value not in dumped
@@ -65,6 +68,13 @@ def test_hostile_candidate_is_contained(outcomes, case, mode):
         # the worker ran, so it must have been contained by every layer
         joined = "\n".join(evaluation.containment)
         assert "landlock ABI" in joined and "seccomp: EPERM" in joined, joined
+
+
+def test_frame_walk_is_live(outcomes):
+    """Without the policy the frame-walk case really forges its scores (so the policy's
+    rejection of it is what protects result integrity, not a strawman)."""
+    evaluation, _ = outcomes[0]["frame_walk_forgery", "off"]
+    assert (evaluation.val_acc, evaluation.test_acc) == (1.0, 1.0)
 
 
 def test_no_connection_reached_the_listener(outcomes):
