@@ -251,22 +251,55 @@ class KnowledgeStore:
     def commit_paper(self, paper: Paper, chunks: Sequence[Chunk], chunk_vectors: np.ndarray,
                      ideas: Sequence[Idea]) -> AddResult:
         """Write one fully-extracted paper: chunks, then ideas, then the paper record last
-        (a paper is "ingested" only once everything else is on disk)."""
-        if chunks:
-            col = self._collection(CHUNKS_COLLECTION)
-            for s in range(0, len(chunks), _CHROMA_BATCH):
-                part = chunks[s:s + _CHROMA_BATCH]
-                col.upsert(
-                    ids=[c.id for c in part],
-                    embeddings=np.asarray(chunk_vectors[s:s + _CHROMA_BATCH]).tolist(),
-                    documents=[c.text for c in part],
-                    metadatas=[{"paper_id": c.paper_id, "page": c.page, "section": c.section,
-                                "title": paper.title} for c in part])
-        result = self.add_ideas(ideas)
-        paper.idea_ids = list(dict.fromkeys(result.new + result.merged))
-        self._papers[paper.sha256] = paper
-        self._save_papers()
+        (a paper is "ingested" only once everything else is on disk). On any failure the
+        store is rolled back to its state before the call (memory, JSON mirrors, chromadb)."""
+        snapshot = {f: f.read_bytes() for f in (self._ideas_file, self._papers_file) if f.exists()}
+        fresh_chunks: list[str] = []
+        try:
+            if chunks:
+                col = self._collection(CHUNKS_COLLECTION)
+                for s in range(0, len(chunks), _CHROMA_BATCH):
+                    part = chunks[s:s + _CHROMA_BATCH]
+                    ids = [c.id for c in part]
+                    present = set(col.get(ids=ids, include=[])["ids"])
+                    fresh_chunks += [i for i in ids if i not in present]
+                    col.upsert(
+                        ids=ids,
+                        embeddings=np.asarray(chunk_vectors[s:s + _CHROMA_BATCH]).tolist(),
+                        documents=[c.text for c in part],
+                        metadatas=[{"paper_id": c.paper_id, "page": c.page, "section": c.section,
+                                    "title": paper.title} for c in part])
+            result = self.add_ideas(ideas)
+            paper.idea_ids = list(dict.fromkeys(result.new + result.merged))
+            self._papers[paper.sha256] = paper
+            self._save_papers()
+        except BaseException:
+            self._roll_back(snapshot, fresh_chunks)
+            raise
         return result
+
+    def _roll_back(self, snapshot: dict[Path, bytes], fresh_chunks: list[str]) -> None:
+        """Undo a failed ``commit_paper``: add_ideas changes memory (and maybe disk) before
+        the failure, so restore the JSON mirrors, reload them, and make chromadb match."""
+        try:
+            for f in (self._ideas_file, self._papers_file):
+                if f not in snapshot:
+                    f.unlink(missing_ok=True)
+                elif f.read_bytes() != snapshot[f]:  # rewrite only what changed, atomically
+                    tmp = f.with_suffix(f.suffix + ".rollback")
+                    tmp.write_bytes(snapshot[f])
+                    os.replace(tmp, f)
+            self._ideas, self._papers, self._meta, self._index = {}, {}, {}, None
+            self._load()
+            if fresh_chunks:
+                self._collection(CHUNKS_COLLECTION).delete(ids=fresh_chunks)
+            col = self._collection(IDEAS_COLLECTION)
+            stale = set(col.get(include=[])["ids"]) - set(self._ideas)
+            if stale:
+                col.delete(ids=sorted(stale))
+            self._write_ideas(list(self._ideas.values()))
+        except Exception as exc:  # the original error is the one to report
+            log.warning("archlore: rolling back a failed paper commit failed too: %s", exc)
 
     def chunks_for(self, idea_id: str, k: int = 3) -> list[Chunk]:
         """The ``k`` paper chunks closest to the idea, from the papers its provenance cites when

@@ -136,3 +136,32 @@ def test_ingested_ideas_merge_into_the_builtin_corpus(make_store, paper_pdf):
     assert se.source == "corpus" and se.applicable_offline
     assert any(p.paper_id == ARXIV and p.page == 2 and "+1.2%" in p.quote for p in se.provenance)
     assert len(store) == n_corpus + res.ideas_new
+
+
+def test_write_failure_mid_commit_leaves_nothing_behind(make_store, paper_pdf, tmp_path):
+    # a real OS error while saving ideas.json (its temp path is a directory), after chromadb
+    # already took the chunks: neither memory nor disk may keep anything of that file
+    store = make_store()
+    blocker = store.path / "ideas.json.tmp"
+    blocker.mkdir()
+    (res,) = store.ingest([paper_pdf]).files
+    assert res.status == "error" and "IsADirectoryError" in res.error
+    assert store.papers() == [] and len(store) == 0
+    assert store._collection("chunks").count() == 0
+    assert store._collection("ideas").count() == 0
+    blocker.rmdir()
+
+    other = write_pdf(tmp_path / "second.pdf", [[
+        ("title", "Another Paper on Gating"),
+        ("heading", "1 Method"),
+        ("text", "Our SE blocks rescale channels with learned sigmoid gates and give 0.8% higher "
+         "accuracy. We also use group normalization because our batches are small. " * 3)]])
+    (res2,) = store.ingest([other]).files
+    assert res2.status == "ingested"
+    for reopened in (store, make_store()):
+        cited = {p.paper_id for i in reopened.ideas() for p in i.provenance}
+        assert cited == {res2.paper_id}  # nothing from the failed file reached ideas.json
+    metas = store._collection("chunks").get(include=["metadatas"])["metadatas"]
+    assert {m["paper_id"] for m in metas} == {res2.paper_id}
+    assert store._collection("ideas").count() == len(store)
+    assert store.ingest([paper_pdf]).files[0].status == "ingested"  # not recorded as seen
