@@ -44,7 +44,6 @@ FEEDBACK_LINES = 5
 # the first "<number> MMACs" as the budget (agent/offline.py), an LLM reads the whole sentence.
 GOAL_ACCURACY = "grow"
 GOAL_CUT_MACS = "shrink"
-IDEA_RETRIES = 3  # "no-op" answers (the parent already embodies the idea): draw another idea
 
 
 def load_ideas(knowledge: Any) -> list[Idea]:
@@ -134,17 +133,31 @@ class FairNAD(Strategy):
             instruction, allowed = self._pareto_goal(parent)
             if self.offline:  # the offline mutator meets the goal with a grow / shrink move
                 return self._mutate(op, [parent], None, instruction, rng)
+        # A "no-op" idea is never told, so it stays the least tried (most likely) idea of its
+        # category: after one, draw again inside the same category, and leave the category
+        # only when all its ideas are no-ops -- so each category with an applicable idea keeps
+        # an equal share. No-ops come from the offline mutator only (cheap), so no retry cap.
         tried: set[str] = set()
-        for _ in range(IDEA_RETRIES):
+        cat: str | None = None
+        while True:
+            def untried(i: Idea, t: set[str] = tried, c: str | None = cat) -> bool:
+                return i.id not in t and (c is None or i.category.value == c)
+
             idea = None
             if allowed is not None:
                 idea = self.sampler.draw(rng, self.idea_stats,
-                                         lambda i, t=tried, a=allowed: i.id not in t and a(i))
-            idea = idea or self.sampler.draw(rng, self.idea_stats, lambda i, t=tried: i.id not in t)
+                                         lambda i, a=allowed, u=untried: u(i) and a(i))
+            idea = idea or self.sampler.draw(rng, self.idea_stats, untried)
+            if idea is None and cat is not None:  # the category holds only no-ops here
+                cat = None
+                continue
+            if idea is None and tried:  # every idea is a no-op for this parent
+                break
             prop = self._mutate(op, [parent], idea, instruction, rng)
             if idea is None or not (prop.error or "").startswith("no-op"):
                 return prop
             tried.add(idea.id)
+            cat = idea.category.value
         # every drawn idea was already in the parent: continue its lineage with a small move
         return self._mutate("refine", [parent], None, "", rng)
 

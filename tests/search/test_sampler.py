@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from corpora import load_builtin_ideas
@@ -74,3 +76,57 @@ def test_failing_ideas_fade_and_front_entries_help():
         stats.record(good.id, ok, None, True)
         stats.record(bad.id, failed, None, False)
     assert FairIdeaSampler.weight(good, stats) > 2 * FairIdeaSampler.weight(bad, stats)
+
+
+class _NoOpScript:
+    """A scripted mutator: ideas in ``noop`` are already embodied by every parent (the offline
+    mutator's ``no-op:`` answer); any other idea yields a new NB201 cell."""
+
+    name = "scripted"
+
+    def __init__(self, noop: set[str]) -> None:
+        self.noop = noop
+
+    def mutate(self, request):
+        from search.protocol import MutationResult
+
+        if request.idea is not None and request.idea.id in self.noop:
+            return MutationResult(error=f"no-op: the parent already embodies {request.idea.id}")
+        return MutationResult(arch="|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                              mode="offline")
+
+
+def test_fairnad_keeps_categories_fair_when_ideas_are_no_ops():
+    """A no-op idea is never told, so it stays the least tried of its category; its category
+    must still get its share (retry inside the category), and a category whose ideas are all
+    no-ops must not turn idea mutations into refines."""
+    from evaluator.records import Evaluation
+    from search.records import Candidate
+    from search.spaces.nb201 import NB201Space
+    from search.strategies.base import StrategyContext
+    from search.strategies.fairnad import FairNAD
+
+    def mk(iid: str, cat: Category) -> Idea:
+        return Idea(id=iid, name=iid, category=cat, description=iid)
+
+    ideas = [mk("a1", Category.BLOCK_TYPE), mk("a2", Category.BLOCK_TYPE),
+             mk("b1", Category.ATTENTION), mk("b2", Category.ATTENTION),
+             mk("b3", Category.ATTENTION), mk("b4", Category.ATTENTION),
+             mk("d-noop", Category.SCALING), mk("d-good", Category.SCALING)]
+    space = NB201Space()
+    strat = FairNAD(StrategyContext(space=space, mutator=_NoOpScript({"b1", "b2", "b3", "b4",
+                                                                      "d-noop"}),
+                                    knowledge=ideas, options={"n_seeds": 0}))
+    parent = "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    strat.tell(Candidate(id=0, arch=parent, status="evaluated", evaluation=Evaluation(
+        status="ok", stage="eval", val_acc=0.5, macs=space.macs(parent))))
+    ok = Evaluation(status="ok", stage="eval", val_acc=0.5, macs=1)
+    for iid in ("a1", "a2", "d-good", "d-good"):  # tried before; d-noop never reaches a tell
+        strat.idea_stats.record(iid, ok, None, False)
+    picked = Counter()
+    for s in range(600):
+        prop = strat._propose_mutation(np.random.default_rng([7, s]), force="idea")
+        picked[prop.idea_id[0] if prop.idea_id else prop.operator] += 1
+    assert picked["refine"] == 0, picked
+    assert set(picked) == {"a", "d"}
+    assert abs(picked["d"] / 600 - 0.5) < 0.08, picked
