@@ -165,8 +165,14 @@ def check_source(code: str) -> list[PolicyViolation]:
         return [PolicyViolation(exc.lineno or 0, "syntax-error", exc.msg or "invalid syntax")]
     except ValueError as exc:  # e.g. null bytes in the source
         return [PolicyViolation(0, "syntax-error", str(exc))]
+    except (RecursionError, MemoryError) as exc:  # pathological nesting, e.g. "- - - ... 1"
+        return [PolicyViolation(0, "too-complex",
+                                f"source nested too deeply to check ({type(exc).__name__})")]
     checker = _Checker()
-    checker.visit(tree)
+    try:
+        checker.visit(tree)
+    except RecursionError:
+        return [PolicyViolation(0, "too-complex", "source nested too deeply to check")]
     has_net = any(isinstance(n, ast.ClassDef) and n.name == "Net" for n in tree.body)
     if not has_net:
         checker.violations.append(

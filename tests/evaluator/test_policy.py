@@ -54,3 +54,11 @@ def test_syntax_error_and_missing_net():
     (violation,) = check_source("def f(:\n")
     assert (violation.rule, violation.line) == ("syntax-error", 1)
     assert first_violation(OK_HEADER + "class Model(nn.Module):\n    pass\n").rule == "missing-net"
+
+
+@pytest.mark.parametrize("expression", ["-" * 100_000 + "1", "a" + ".b" * 5_000])
+def test_pathologically_nested_source_is_a_violation_not_a_crash(expression):
+    """Deep nesting makes ast.parse/the visitor raise MemoryError/RecursionError; the caller
+    must get a violation (and so a rejected Evaluation), never the exception."""
+    violation = first_violation(OK_HEADER + "class Net(nn.Module):\n    pass\nx = " + expression)
+    assert violation is not None and violation.rule == "too-complex"
