@@ -184,7 +184,8 @@ def run_candidate(code: str, cfg: EvalConfig, device: str | None = None) -> Eval
             return Evaluation(status="rejected", stage="policy", reason=str(violation),
                               timings=policy_timings, seed=cfg.seed, dataset=cfg.dataset)
     root = resolve_root(cfg.data_root)
-    cfg = cfg.model_copy(update={"data_root": str(root) if root else None})
+    # absolute: the worker chdirs into its own directory before reading (and Landlock rules)
+    cfg = cfg.model_copy(update={"data_root": str(root.absolute()) if root else None})
     try:
         check_available(cfg.dataset, cfg.data_root)
     except DatasetError as exc:

@@ -100,3 +100,18 @@ def test_worker_reads_user_data_root_under_containment(pool, data_root):
     evaluation = pool.submit(code, cfg).result()
     assert evaluation.status == "ok", (evaluation.reason, evaluation.output)
     assert 0.0 <= evaluation.val_acc <= 1.0
+
+
+def test_relative_data_root_is_resolved_before_the_worker_changes_directory(
+        pool, data_root, monkeypatch):
+    """The worker runs in its own directory, so a relative --data-root must be made absolute
+    in the parent (where it was checked), not re-read relative to the worker's directory."""
+    code = (
+        "import torch\nfrom torch import nn\nclass Net(nn.Module):\n"
+        "    def __init__(self, num_classes, in_channels):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(in_channels, num_classes)\n"
+        "    def forward(self, x):\n        return self.fc(x.mean(dim=(2, 3)))\n")
+    monkeypatch.chdir(data_root.parent)
+    cfg = EvalConfig(dataset="cifar10", data_root=data_root.name, max_steps=2, batch_size=16)
+    evaluation = pool.submit(code, cfg).result()
+    assert evaluation.status == "ok", (evaluation.reason, evaluation.output)
