@@ -38,6 +38,10 @@ CHUNKS_COLLECTION = "chunks"
 _CHROMA_BATCH = 2000
 
 
+class StoreError(Exception):
+    """The store's files cannot be read; ``str(err)`` is one line naming them."""
+
+
 @dataclass
 class Hit:
     idea: Idea
@@ -78,16 +82,22 @@ class KnowledgeStore:
 
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
-        if self._ideas_file.exists():
-            data = json.loads(self._ideas_file.read_text())
-            self._meta = data.get("meta", {})
-            for raw in data.get("ideas", []):
-                idea = Idea.model_validate(raw)
-                self._ideas[idea.id] = idea
-        if self._papers_file.exists():
-            for raw in json.loads(self._papers_file.read_text()):
-                paper = Paper.model_validate(raw)
-                self._papers[paper.sha256] = paper
+        current = self._ideas_file
+        try:
+            if self._ideas_file.exists():
+                data = json.loads(self._ideas_file.read_text())
+                self._meta = data.get("meta", {})
+                for raw in data.get("ideas", []):
+                    idea = Idea.model_validate(raw)
+                    self._ideas[idea.id] = idea
+            current = self._papers_file
+            if self._papers_file.exists():
+                for raw in json.loads(self._papers_file.read_text()):
+                    paper = Paper.model_validate(raw)
+                    self._papers[paper.sha256] = paper
+        except (ValueError, TypeError, AttributeError) as exc:  # JSON / pydantic / wrong shape
+            raise StoreError(f"{current} is not valid ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0]}); fix it or move it away") from None
 
     def _save_ideas(self) -> None:
         _atomic_write_json(self._ideas_file, {

@@ -20,9 +20,13 @@ ideas_app = typer.Typer(help="Browse and search the design ideas in the knowledg
 
 
 def _store():
-    from knowledge.store import KnowledgeStore
+    from knowledge.store import KnowledgeStore, StoreError
 
-    return KnowledgeStore(config.knowledge_dir())
+    try:
+        return KnowledgeStore(config.knowledge_dir())
+    except StoreError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _extractor(llm: str, model: str | None):

@@ -85,3 +85,13 @@ def test_export_to_an_unwritable_path_is_a_clear_error(run, tmp_path):
     assert res.exit_code == 1
     assert "cannot write" in res.output and str(target) in res.output.replace("\n", "")
     assert not target.exists()
+
+
+def test_damaged_store_file_is_a_clear_error_and_is_kept(run, tmp_path):
+    store_dir = tmp_path / "home" / "knowledge"
+    store_dir.mkdir(parents=True)
+    (store_dir / "ideas.json").write_text('{"ideas": [')  # e.g. a hand edit gone wrong
+    res = run("ideas", "list")  # no traceback
+    assert res.exit_code == 1
+    assert "ideas.json" in res.output and "not valid" in res.output
+    assert (store_dir / "ideas.json").read_text() == '{"ideas": ['  # nothing overwritten
