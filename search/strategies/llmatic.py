@@ -126,6 +126,11 @@ class LLMatic(Strategy):
             out.append(prop)
         return out
 
+    def replay(self, candidate: Candidate) -> None:
+        """Resume: account for a stored proposal without calling the mutator again (``ask``
+        changes no state but ``asked``; everything else is rebuilt by the tells)."""
+        self.asked += 1
+
     def _random(self, rng: np.random.Generator, gen: int) -> Proposal:
         arch, code = _sample(self.ctx, rng)
         return Proposal(arch=arch, code=code, operator="random",

@@ -132,3 +132,48 @@ def test_works_in_the_open_space_with_the_offline_mutator():
                          evaluation=ev(0.5 + 0.01 * i, macs=macs) if not p.error else ev(None, ok=False)))
     assert ops[:4] == ["random"] * 4 and set(ops[4:]) <= {"mutate", "crossover"}
     assert len(s.networks) >= 2
+
+
+class CountingMutator:
+    """The offline NB201 mutator, counting its calls (an LLM mutator would bill each one)."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        self.inner, self.calls = NB201OfflineMutator(), 0
+
+    def mutate(self, request):
+        self.calls += 1
+        return self.inner.mutate(request)
+
+
+def test_resume_reuses_stored_proposals_without_calling_the_mutator(tmp_path):
+    """Resume re-tells stored candidates: LLMatic must not ask the mutator (an LLM: tokens,
+    time, a different answer) again for proposals already in the store."""
+    from search.config import SearchConfig
+    from search.engine import run_search
+    from search.spaces.nb201_table import NB201TableBackend
+    from search.store import RunStore
+
+    table = NB201Table(table_path(), "cifar10")
+
+    def go(name, mutator, resume=False, stop_after=None):
+        def progress(snap):
+            if stop_after is not None and snap["told"] >= stop_after:
+                raise KeyboardInterrupt
+
+        cfg = SearchConfig(name=name, space="nb201", dataset="cifar10", budget=50, seed=3,
+                           workers=2, strategy="llmatic", options={"batch": 10, "initial": 5})
+        return run_search(cfg, tmp_path, mutator=mutator, backend=NB201TableBackend(table, 2),
+                          resume=resume, progress=progress, write_outputs=False)
+
+    full = go("full", CountingMutator())
+    assert go("cut", CountingMutator(), stop_after=30).status == "interrupted"
+    with RunStore(tmp_path / "cut", create=False) as st:
+        stored = st.count()
+    again = CountingMutator()
+    done = go("cut", again, resume=True)
+    assert done.status == "finished" and done.counts == full.counts and done.front == full.front
+    with RunStore(tmp_path / "cut", create=False) as st:
+        new = [c for c in st.candidates() if c.id >= stored]
+    assert again.calls == sum(c.operator in ("mutate", "crossover") for c in new)
