@@ -98,7 +98,8 @@ class LLMExtractor:
                 if idea is None:
                     continue
                 if idea.id in ideas:
-                    ideas[idea.id].provenance.extend(idea.provenance)
+                    have = ideas[idea.id].provenance
+                    have.extend(p for p in idea.provenance if p not in have)
                 else:
                     ideas[idea.id] = idea
         return list(ideas.values())
@@ -149,9 +150,10 @@ class LLMExtractor:
         for ev in item.evidence:
             page_text = normalise_text(pages.get(ev.page, ""))
             quote = normalise_text(ev.quote)
-            if quote and quote in page_text:  # verbatim or it is not evidence
-                provenance.append(Provenance(paper_id=paper.paper_id, title=paper.title,
-                                             page=ev.page, quote=quote))
+            prov = Provenance(paper_id=paper.paper_id, title=paper.title, page=ev.page,
+                              quote=quote)
+            if quote and quote in page_text and prov not in provenance:  # verbatim, once
+                provenance.append(prov)
         if not provenance:
             return None
         applies = [a for a in item.applies_to

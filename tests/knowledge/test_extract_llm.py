@@ -115,3 +115,18 @@ def test_extractor_raises_extraction_error_directly():
     paper = PaperText("p", "t", [Segment(1, "", "Some text about GELU activations.")])
     with pytest.raises(ExtractionError):
         LLMExtractor(ScriptedChat(['{"ideas": 3}']), max_tries=1).extract(paper)
+
+
+def test_repeated_evidence_is_one_provenance():
+    from knowledge.chunking import Segment
+    from knowledge.extract_base import PaperText
+
+    quote = "We use GELU activations everywhere, which improves accuracy by 0.4%."
+    paper = PaperText("p", "t", [Segment(1, "", "Intro text. " + quote),
+                                 Segment(2, "", "Again: " + quote)])
+    gelu = _idea("GELU", "activation", quote, 1)
+    gelu["evidence"] = [{"page": 1, "quote": quote}, {"page": 1, "quote": quote},
+                        {"page": 2, "quote": quote}]
+    answer = json.dumps({"ideas": [gelu, _idea("GELU", "activation", quote, 2)]})
+    (idea,) = LLMExtractor(ScriptedChat([answer])).extract(paper)
+    assert [(p.page, p.quote) for p in idea.provenance] == [(1, quote), (2, quote)]
