@@ -52,6 +52,13 @@ DENIED_ATTRIBUTES = frozenset({
     "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_back",
     "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
     "co_code", "func_globals",
+    # modules re-exported by allowed ones that reach frames, every live object, threads or
+    # the interpreter (torch.cuda.graphs.gc, dataclasses.inspect, torch.threading, ...), and
+    # their entry points; test_policy walks the module graph to keep this list complete
+    "gc", "inspect", "traceback", "threading", "types", "io", "logging", "bltns", "tunable",
+    "socket", "shutil", "tempfile", "signal", "get_objects", "get_referrers",
+    "get_referents", "currentframe", "getmembers", "getattr_static", "settrace",
+    "setprofile", "FunctionType", "CodeType",
 })
 
 _SELF_NAMES = frozenset({"self", "cls"})

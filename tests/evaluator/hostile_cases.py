@@ -171,6 +171,12 @@ CASES: list[Case] = [
         "holder.append(walk())\n"
         "next(holder[0])"),
          ("rejected", "denied-attribute"), ("ok", "")),
+    # The same forgery through modules re-exported by allowed ones (torch.cuda.graphs.gc).
+    Case("gc_forgery", attack(
+        "for d in torch.cuda.graphs.gc.get_objects():\n"
+        "    if isinstance(d, dict) and 'run_cascade' in d and 'accuracy' in d:\n"
+        "        d['accuracy'] = lambda model, x, y: 1.0"),
+         ("rejected", "denied-attribute"), ("ok", "")),
     Case("monkeypatch_tensor_sum", attack(
         "torch.Tensor.sum = lambda t, *a, **k: torch.full((), t.numel())"),
          ("ok", ""), ("ok", ""), forges_accuracy=True),

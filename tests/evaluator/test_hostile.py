@@ -73,8 +73,9 @@ def test_hostile_candidate_is_contained(outcomes, case, mode):
 def test_frame_walk_is_live(outcomes):
     """Without the policy the frame-walk case really forges its scores (so the policy's
     rejection of it is what protects result integrity, not a strawman)."""
-    evaluation, _ = outcomes[0]["frame_walk_forgery", "off"]
-    assert (evaluation.val_acc, evaluation.test_acc) == (1.0, 1.0)
+    for name in ("frame_walk_forgery", "gc_forgery"):
+        evaluation, _ = outcomes[0][name, "off"]
+        assert (evaluation.val_acc, evaluation.test_acc) == (1.0, 1.0), name
 
 
 def test_no_connection_reached_the_listener(outcomes):

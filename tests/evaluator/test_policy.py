@@ -62,3 +62,33 @@ def test_pathologically_nested_source_is_a_violation_not_a_crash(expression):
     must get a violation (and so a rejected Evaluation), never the exception."""
     violation = first_violation(OK_HEADER + "class Net(nn.Module):\n    pass\nx = " + expression)
     assert violation is not None and violation.rule == "too-complex"
+
+
+def test_interpreter_internals_are_unreachable_through_allowed_modules():
+    """Walk every module reachable from the allowed imports through attribute names the
+    policy lets through: none may be one that reaches frames, objects or the interpreter
+    (gc.get_objects or inspect.stack would let a candidate rewrite how it is scored, which
+    no OS layer can see; e.g. torch.cuda.graphs.gc and dataclasses.inspect exist)."""
+    import importlib
+    import types
+
+    import evaluator.worker  # noqa: F401 - load what a worker has loaded (torch._dynamo...)
+    from evaluator.policy import ALLOWED_IMPORTS, DENIED_ATTRIBUTES
+
+    internals = {"gc", "inspect", "sys", "builtins", "traceback", "threading", "_thread",
+                 "types", "ctypes", "os", "posix", "importlib", "subprocess", "pickle",
+                 "marshal", "logging", "runpy", "code", "pdb", "bdb", "socket",
+                 "multiprocessing", "tracemalloc", "faulthandler", "io"}
+    paths = {}
+    frontier = [(importlib.import_module(m), m) for m in sorted(ALLOWED_IMPORTS - {"__future__"})]
+    while frontier:
+        module, path = frontier.pop(0)
+        if module.__name__ in paths:
+            continue
+        paths[module.__name__] = path
+        for name, value in list(vars(module).items()):
+            if (isinstance(value, types.ModuleType) and not name.startswith("_")
+                    and name not in DENIED_ATTRIBUTES):
+                frontier.append((value, f"{path}.{name}"))
+    reached = {n: p for n, p in paths.items() if n.split(".")[0] in internals}
+    assert not reached, reached
