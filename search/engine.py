@@ -17,6 +17,7 @@ the error, at most ``repair_turns`` times), and hypervolume tracking at every te
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -364,7 +365,9 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
     from search.strategies.fairnad import load_ideas
 
     run_dir = Path(runs_root) / config.with_name().name
+    fresh = not resume and not run_dir.exists()  # ours to remove if the run cannot start
     store = RunStore(run_dir, create=not resume)
+    started = False
     try:
         if resume:
             saved = store.get_meta("config")
@@ -419,14 +422,15 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
             hv_ref=(config.hv_ref_acc, ref_mmacs),
             uses_code=bool(getattr(space, "needs_code", True)), progress=progress)
         store.set_meta("status", "running")
-        started = time.monotonic()
+        started = True
+        t0 = time.monotonic()
         status = "interrupted"
         try:
             status = engine.run()
         finally:
             if own_backend:
                 backend.close(cancel=status != "finished")
-        seconds = store.get_meta("seconds", 0.0) + (time.monotonic() - started)
+        seconds = store.get_meta("seconds", 0.0) + (time.monotonic() - t0)
         store.set_meta("seconds", seconds)
         store.set_meta("status", status)
         store.set_meta("stop_reason", engine.stop_reason)
@@ -441,5 +445,10 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
                          hypervolume=engine.front.hypervolume, best_val_acc=engine.front.best_acc,
                          repaired=engine.repaired, usage=engine.usage, seconds=seconds,
                          stop_reason=engine.stop_reason)
+    except Exception:
+        if fresh and not started:  # bad setup (space, dataset, table...): leave no empty run
+            store.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         store.close()

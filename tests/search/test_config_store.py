@@ -91,3 +91,24 @@ def test_duplicate_id_insert_fails_and_loses_nothing(tmp_path):
         with pytest.raises(sqlite3.IntegrityError):
             st.add(Candidate(id=0, code="b", code_hash="h2", operator="init"))
         assert st.get(0).code == "a" and st.count() == 1
+
+
+def test_a_run_that_cannot_start_leaves_no_run_behind(tmp_path):
+    """A config rejected while the run is being set up (here: NB201 has no digits) is a clear
+    error and leaves no empty run directory for ``runs list`` / name clashes."""
+    from agent.mutators import make_mutator
+    from search.engine import run_search
+
+    cfg = SearchConfig(name="bad", space="nb201", dataset="digits", budget=2)
+    with pytest.raises(ValueError, match="NAS-Bench-201 dataset 'digits'"):
+        run_search(cfg, tmp_path, mutator=make_mutator("offline"), write_outputs=False)
+    assert not (tmp_path / "bad").exists()
+    # a run that exists already is never removed by a failed start
+    kept = tmp_path / "kept"
+    with RunStore(kept) as st:
+        st.set_meta("note", "user data")
+    with pytest.raises(ValueError):
+        run_search(cfg.model_copy(update={"name": "kept"}), tmp_path,
+                   mutator=make_mutator("offline"), write_outputs=False)
+    with RunStore(kept, create=False) as st:
+        assert st.get_meta("note") == "user data"
