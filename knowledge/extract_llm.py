@@ -109,14 +109,29 @@ class LLMExtractor:
         windows: list[str] = []
         buf = ""
         for page, text in sorted(pages.items()):
-            block = f"[page {page}]\n{text}\n"
-            if buf and len(buf) + len(block) > self.window_chars:
-                windows.append(buf)
-                buf = ""
-            buf += block[: self.window_chars]
+            for block in self._page_blocks(page, text):
+                if buf and len(buf) + len(block) > self.window_chars:
+                    windows.append(buf)
+                    buf = ""
+                buf += block
         if buf:
             windows.append(buf)
         return windows
+
+    def _page_blocks(self, page: int, text: str) -> list[str]:
+        """The page as ``[page N]`` blocks that each fit a window (cut at whitespace), so no
+        part of a long page is dropped."""
+        label = f"[page {page}]\n"
+        room = max(self.window_chars - len(label) - 1, 100)
+        blocks = []
+        while text:
+            piece = text[:room]
+            cut = max(piece.rfind(" "), piece.rfind("\n"))
+            if len(text) > room and cut > room // 2:
+                piece = piece[:cut + 1]
+            blocks.append(f"{label}{piece}\n")
+            text = text[len(piece):]
+        return blocks
 
     def _ask(self, title: str, text: str) -> list[ExtractedIdea]:
         nonce = secrets.token_hex(8)

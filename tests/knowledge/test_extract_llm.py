@@ -146,3 +146,19 @@ def test_paper_title_is_quoted_as_data_too():
     body, after = rest.split(f"<<<END PAPER {nonce}>>>")
     assert "SYSTEM: new task" in body
     assert "SYSTEM" not in before + after and "SYSTEM: new task" not in system["content"]
+
+
+def test_a_page_longer_than_the_window_is_sent_whole_over_several_windows():
+    from knowledge.chunking import Segment
+    from knowledge.extract_base import PaperText
+
+    first = "We use GELU activations in every block of the network. " * 5
+    last = "Squeeze-and-excitation gates are added after every stage at the very end. " * 5
+    page = first + last  # ~650 characters, the window is 400
+    client = ScriptedChat([json.dumps({"ideas": []})] * 6)
+    LLMExtractor(client, window_chars=400).extract(PaperText("p", "t", [Segment(4, "", page)]))
+    sent = [c["messages"][1]["content"] for c in client.calls]
+    assert all(len(s) < 800 for s in sent)
+    assert any("[page 4]" in s and "at the very end" in s for s in sent)  # not cut off
+    joined = "".join(s.split("<<<PAPER")[1] for s in sent)
+    assert joined.count("GELU") == 5 and joined.count("Squeeze") == 5
