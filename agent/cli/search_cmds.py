@@ -151,7 +151,9 @@ def search_cmd(
             result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
                                 resume=bool(resume), progress=plain)
     except (ConfigError, RunExists, RunStoreError, ResumeMismatch, KeyError, ValueError) as exc:
-        err_console.print(f"[red]archlore search: {exc}[/red]")
+        # str(KeyError) is the repr of its message (quoted): print the message itself
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err_console.print(f"[red]archlore search: {msg}[/red]")
         raise typer.Exit(2) from None
     c = result.counts
     console.print(

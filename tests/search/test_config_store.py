@@ -112,3 +112,25 @@ def test_a_run_that_cannot_start_leaves_no_run_behind(tmp_path):
                    mutator=make_mutator("offline"), write_outputs=False)
     with RunStore(kept, create=False) as st:
         assert st.get_meta("note") == "user data"
+
+
+def test_search_cli_errors_are_plain_messages(tmp_path, monkeypatch):
+    """Unknown names and missing runs: one clear line, no traceback, no KeyError quoting."""
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+
+    monkeypatch.setenv("ARCHLORE_HOME", str(tmp_path))
+    cases = [(["search", "--strategy", "nope", "--budget", "2", "--no-live"],
+              "archlore search: unknown strategy 'nope'"),
+             (["search", "--space", "nope", "--budget", "2", "--no-live"],
+              "archlore search: unknown space 'nope'"),
+             (["search", "--dataset", "nope", "--no-live"], "unknown dataset 'nope'"),
+             (["search", "--resume", "nope"], "no run store at"),
+             (["report", "nope"], "no run store at")]
+    for args, expected in cases:
+        r = CliRunner().invoke(app, args)
+        text = " ".join(r.output.split())
+        assert r.exit_code == 2, text
+        assert expected in text and "Traceback" not in text, text
+    assert not list(tmp_path.glob("runs/*"))  # failed starts leave no runs behind
