@@ -59,6 +59,10 @@ DENIED_ATTRIBUTES = frozenset({
     "socket", "shutil", "tempfile", "signal", "get_objects", "get_referrers",
     "get_referents", "currentframe", "getmembers", "getattr_static", "settrace",
     "setprofile", "FunctionType", "CodeType",
+    # attribute access by a computed name (typing.operator.attrgetter('f_' + 'back'),
+    # string.Formatter().get_field) and numpy (F.np: unchecked as_strided, f2py, ...)
+    "operator", "attrgetter", "methodcaller", "string", "Formatter", "get_field",
+    "np", "numpy",
 })
 
 _SELF_NAMES = frozenset({"self", "cls"})

@@ -177,6 +177,21 @@ CASES: list[Case] = [
         "    if isinstance(d, dict) and 'run_cascade' in d and 'accuracy' in d:\n"
         "        d['accuracy'] = lambda model, x, y: 1.0"),
          ("rejected", "denied-attribute"), ("ok", "")),
+    # ... and with attribute names built at run time (typing.operator.attrgetter).
+    Case("attrgetter_frame_walk", attack(
+        "at = typing.operator.attrgetter\n"
+        "holder = []\n"
+        "def walk():\n"
+        "    f = at('gi_' + 'frame')(holder[0])\n"
+        "    while f is not None:\n"
+        "        g = at('f_glo' + 'bals')(f)\n"
+        "        if 'run_cascade' in g:\n"
+        "            g['accuracy'] = lambda model, x, y: 1.0\n"
+        "        f = at('f_' + 'back')(f)\n"
+        "    yield 0\n"
+        "holder.append(walk())\n"
+        "next(holder[0])", "import typing\n"),
+         ("rejected", "denied-attribute"), ("ok", "")),
     Case("monkeypatch_tensor_sum", attack(
         "torch.Tensor.sum = lambda t, *a, **k: torch.full((), t.numel())"),
          ("ok", ""), ("ok", ""), forges_accuracy=True),

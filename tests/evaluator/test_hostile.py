@@ -73,7 +73,7 @@ def test_hostile_candidate_is_contained(outcomes, case, mode):
 def test_frame_walk_is_live(outcomes):
     """Without the policy the frame-walk case really forges its scores (so the policy's
     rejection of it is what protects result integrity, not a strawman)."""
-    for name in ("frame_walk_forgery", "gc_forgery"):
+    for name in ("frame_walk_forgery", "gc_forgery", "attrgetter_frame_walk"):
         evaluation, _ = outcomes[0][name, "off"]
         assert (evaluation.val_acc, evaluation.test_acc) == (1.0, 1.0), name
 
