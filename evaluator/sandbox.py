@@ -44,8 +44,11 @@ _zygote: Zygote | None = None
 
 def _worker_env() -> dict[str, str]:
     """The parent's environment minus anything not needed by torch (API keys, tokens...)."""
-    return {k: v for k, v in os.environ.items()
-            if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
+    env = {k: v for k, v in os.environ.items()
+           if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
+    # same code, same seed, same network: candidates may build layers in set-of-str order
+    env["PYTHONHASHSEED"] = "0"
+    return env
 
 
 def _get_zygote() -> Zygote:

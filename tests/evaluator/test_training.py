@@ -91,3 +91,21 @@ def test_augment_is_a_shift_of_the_input():
         padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
         shifts = [padded[:, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(out[i], s) for s in shifts)
+
+
+def test_string_hashing_is_fixed_in_workers(pool):
+    """Candidates that iterate a set of strings (op names...) build their layers in hash
+    order; with Python's per-process random hash seed the same code and seed would give a
+    different network whenever the fork server restarts. Workers hash as PYTHONHASHSEED=0."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "hash('archlore-determinism')"
+    code = KNOWN.replace("    def forward(self, x):",
+                         f"    def forward(self, x):\n        print('HASH', {probe})")
+    evaluation = pool.submit(code, EvalConfig(max_steps=1)).result()
+    assert evaluation.status == "ok", evaluation.reason
+    expected = subprocess.run([sys.executable, "-c", f"print({probe})"], check=True, text=True,
+                              capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert f"HASH {expected.stdout.strip()}" in evaluation.output
