@@ -56,6 +56,7 @@ from search.spaces.open import (
 _OPERATORS = ("init", "idea", "pareto", "refine", "crossover", "repair", "random", "mutate")
 _MOVE = re.compile(r"move[:=]\s*([a-z][a-z-]*)")
 _WORSE = re.compile(r"\b(worse|hurt|regress\w*|decrease\w*|dropped|drop)\b", re.I)
+_VERDICT = re.compile(r"\b(better|worse) than the parent\b")
 _BETTER = re.compile(r"\b(better|improv\w*|gain\w*|increase\w*|helped)\b", re.I)
 _BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*(mmacs|mflops|m\s*macs|m\s*flops)", re.I)
 _COST_ERROR = re.compile(r"mac|flop|param|cap|exceed|too (large|big)|memory|timeout|timed out", re.I)
@@ -181,9 +182,14 @@ class OfflineMutator:
         m = _MOVE.search(feedback)
         last = m.group(1) if m and m.group(1) in ALL_MOVES else None
         preferred = None
-        if last and _WORSE.search(feedback):
+        # the engine's verdict ("better/worse than the parent") wins over words in the quoted
+        # notes, which may say "(feedback: worse)" about an earlier step
+        verdict = _VERDICT.search(feedback)
+        worse = verdict.group(1) == "worse" if verdict else bool(_WORSE.search(feedback))
+        better = verdict.group(1) == "better" if verdict else bool(_BETTER.search(feedback))
+        if last and worse:
             preferred, why = INVERSE_MOVE.get(last), f"undoing {last} (feedback: worse)"
-        elif last and _BETTER.search(feedback):
+        elif last and better:
             preferred, why = last, f"repeating {last} (feedback: better)"
         if preferred is not None:
             child = self.space.move(parent, preferred, c, rng)

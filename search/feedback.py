@@ -91,7 +91,10 @@ def describe_outcome(cid: int, operator: str, idea_id: str | None, ev: Evaluatio
     (the mutator's notes, e.g. ``move: narrower``) and the verdict against the parent
     (``better`` / ``worse`` in accuracy), or the error."""
     what = f"#{cid} {operator}" + (f" with idea {idea_id}" if idea_id else "")
-    note = notes.split("; ")[-1].split(" [near-duplicate")[0].strip()
+    # the mutator's notes come last; quote the part naming its move (the offline mutator ends
+    # with "; estimate ...", and a refine reads the move back from this line)
+    parts = notes.split(" [near-duplicate")[0].split("; ")
+    note = next((p for p in reversed(parts) if "move:" in p), parts[-1]).strip()
     if note:
         what += f" ({note[:120]})"
     if duplicate_of is not None:

@@ -204,3 +204,46 @@ def test_nb201_requests_are_delegated():
     req = MutationRequest(operator="idea", space="nb201", idea=IDEAS["identity-shortcut"],
                           parents=[ParentInfo(arch=arch)], seed=4)
     assert MUT.mutate(req) == mutate_cell(req)
+
+
+def test_refine_reads_the_verdict_not_words_in_the_previous_notes():
+    """FairNAD's feedback line quotes the child's notes, e.g. "undoing wider (feedback: worse)",
+    before the engine's verdict; a better child must have its move repeated, not undone."""
+    from search.feedback import describe_outcome
+
+    parent = _parent(OpenSpace().seeds()[1])
+    ok = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
+    before = Evaluation(status="ok", stage="eval", val_acc=0.90, macs=1_500_000, params=8)
+    line = describe_outcome(7, "refine", None, ok, before,
+                            notes="refine: move: narrower, undoing wider (feedback: worse)")
+    assert "better than the parent" in line and "(feedback: worse)" in line
+    res = MUT.mutate(MutationRequest(operator="refine",
+                                     parents=[ParentInfo(code=parent.code, feedback=[line])]))
+    assert "move: narrower" in res.notes and "repeating narrower" in res.notes, res.notes
+    line = describe_outcome(8, "refine", None, before, ok,
+                            notes="refine: move: narrower, repeating narrower (feedback: better)")
+    res = MUT.mutate(MutationRequest(operator="refine",
+                                     parents=[ParentInfo(code=parent.code, feedback=[line])]))
+    assert "undoing narrower" in res.notes, res.notes
+
+
+def test_refine_sees_the_move_through_fairnad_feedback():
+    """The offline mutator's notes end with "; estimate ..."; the feedback line must still
+    quote the move, so a refine can repeat it after a better child."""
+    from search.feedback import describe_outcome
+
+    parent = _parent(OpenSpace().seeds()[1])
+    for seed in range(40):  # a move that can be made again (deeper / wider)
+        child = MUT.mutate(MutationRequest(operator="refine",
+                                           parents=[ParentInfo(code=parent.code)], seed=seed))
+        move = child.notes.split("move: ")[1].split(";")[0].split(",")[0].strip()
+        if move in ("deeper", "wider"):
+            break
+    assert move in ("deeper", "wider") and "; estimate" in child.notes, child.notes
+    better = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
+    worse = Evaluation(status="ok", stage="eval", val_acc=0.90, macs=1_500_000, params=8)
+    line = describe_outcome(4, "refine", None, better, worse, notes=child.notes)
+    assert f"move: {move}" in line, line
+    res = MUT.mutate(MutationRequest(operator="refine",
+                                     parents=[ParentInfo(code=child.code, feedback=[line])]))
+    assert f"repeating {move}" in res.notes, res.notes
