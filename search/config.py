@@ -98,9 +98,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"config file {p}: use .toml, .yaml or .yml")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"config file {p} cannot be parsed: {exc}") from exc
+    data = data.get("search", data) if isinstance(data, dict) else data
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a table of settings")
-    return data.get("search", data)
+    return data
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -39,6 +39,8 @@ def test_toml_yaml_and_overrides(tmp_path):
     ("budget: [\n", ".yaml", "cannot be parsed"),
     ("budget = 3\n", ".ini", "use .toml"),
     ("- 1\n- 2\n", ".yaml", "table of settings"),
+    ("search: 5\n", ".yaml", "table of settings"),
+    ("search = [1, 2]\n", ".toml", "table of settings"),
 ])
 def test_bad_config_says_what_and_where(tmp_path, text, suffix, match):
     f = tmp_path / f"bad{suffix}"
