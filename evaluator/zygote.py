@@ -135,7 +135,12 @@ class Zygote:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
-            msg = json.loads(raw)
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                msg = None
+            if not isinstance(msg, dict):  # a stray print at start-up, not the protocol
+                continue
             with self._lock:
                 if msg.get("ready"):
                     self._ready.set()

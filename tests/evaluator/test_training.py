@@ -109,3 +109,19 @@ def test_string_hashing_is_fixed_in_workers(pool):
     expected = subprocess.run([sys.executable, "-c", f"print({probe})"], check=True, text=True,
                               capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     assert f"HASH {expected.stdout.strip()}" in evaluation.output
+
+
+def test_fork_server_ignores_stray_stdout_lines(tmp_path):
+    """Anything printed to stdout while the fork server starts (a sitecustomize, a library's
+    notice) must not kill the protocol reader: the server still becomes ready and forks."""
+    from evaluator.sandbox import _worker_env
+    from evaluator.zygote import Zygote
+
+    (tmp_path / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+    zygote = Zygote({**_worker_env(), "PYTHONPATH": str(tmp_path)})
+    try:
+        assert zygote.wait_ready(120) and zygote.alive()
+        worker = zygote.spawn("", EvalConfig().model_dump_json(), "cpu", str(tmp_path))
+        assert worker.wait(60)
+    finally:
+        zygote.close()
