@@ -249,9 +249,13 @@ def _knowledge_source(path: str | None):
     root = Path(path) if path else paths.knowledge_dir()
     if not path and not any(root.iterdir()):
         return None
-    from knowledge.store import KnowledgeStore
+    from knowledge.store import KnowledgeStore, StoreError
 
-    return KnowledgeStore(root)
+    try:
+        return KnowledgeStore(root)
+    except StoreError as exc:  # damaged ideas.json / papers.json: say which, change nothing
+        err_console.print(f"[red]archlore ask: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _goal_line(goal, cfg) -> str:

@@ -54,9 +54,13 @@ class _LiveView:
 
 
 def _knowledge(path: str | None):
-    from knowledge.store import KnowledgeStore
+    from knowledge.store import KnowledgeStore, StoreError
 
-    return KnowledgeStore(Path(path) if path else paths.knowledge_dir())
+    try:
+        return KnowledgeStore(Path(path) if path else paths.knowledge_dir())
+    except StoreError as exc:  # damaged ideas.json / papers.json: say which, change nothing
+        err_console.print(f"[red]archlore search: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def search_cmd(

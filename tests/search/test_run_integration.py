@@ -83,3 +83,15 @@ def test_search_cli_records_an_llm_run_and_replays_it_without_a_server(tmp_path)
 
     assert archive("replayed") == archive("live")
     assert any(op != "init" for _, op in archive("live"))
+
+
+def test_search_and_ask_refuse_a_damaged_knowledge_store_without_touching_it(tmp_path):
+    ideas = tmp_path / "knowledge" / "ideas.json"
+    ideas.parent.mkdir(parents=True)
+    ideas.write_text("{broken")
+    for argv in (["search", "--budget", "2", "--no-live"], ["ask", "a digits net", "--budget", "2"]):
+        result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), *argv])
+        assert result.exit_code == 2, result.output
+        assert "ideas.json is not valid" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert ideas.read_text() == "{broken"
