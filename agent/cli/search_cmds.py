@@ -63,6 +63,17 @@ def _knowledge(path: str | None):
         raise typer.Exit(2) from None
 
 
+def _remaining_llm_budget(cfg: Any, spent: Any) -> Any:
+    """On resume the LLM caps cover the whole run: subtract what its candidates already used."""
+    llm = dict(cfg.options.get("llm", {}))
+    if llm.get("max_total_tokens") is not None:
+        used = spent.prompt_tokens + spent.completion_tokens
+        llm["max_total_tokens"] = max(0, int(llm["max_total_tokens"]) - used)
+    if llm.get("max_cost_usd") is not None:
+        llm["max_cost_usd"] = max(0.0, float(llm["max_cost_usd"]) - spent.cost_usd)
+    return cfg.model_copy(update={"options": {**cfg.options, "llm": llm}}) if llm else cfg
+
+
 def search_cmd(
     config_file: Path | None = typer.Option(None, "--config", help="TOML or YAML config file."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
@@ -114,9 +125,10 @@ def search_cmd(
 
             with RunStore(paths.runs_dir() / resume, create=False) as st:
                 saved = st.get_meta("config")
+                spent = st.usage()
             if saved is None:
                 raise RunStoreError(f"run {resume!r} has no saved config")
-            cfg = build_config(base=saved)
+            cfg = _remaining_llm_budget(build_config(base=saved), spent)
             given = [k for k, v in overrides.items() if v is not None and k != "name"]
             if given or config_file or assignments:
                 err_console.print(f"[yellow]--resume uses the saved config; ignoring "

@@ -95,3 +95,22 @@ def test_search_and_ask_refuse_a_damaged_knowledge_store_without_touching_it(tmp
         assert "ideas.json is not valid" in result.output.replace("\n", "")  # rich wraps
         assert result.exception is None or isinstance(result.exception, SystemExit)
     assert ideas.read_text() == "{broken"
+
+
+def test_resume_does_not_refill_the_llm_token_budget(tmp_path):
+    rng = np.random.default_rng(2)
+    space = NB201Space()
+    argv = ["--data-dir", str(tmp_path), "search", "--space", "nb201", "--dataset", "cifar10",
+            "--table", str(table_path()), "--budget", "30", "--n-seeds", "3", "--no-live"]
+    with ScriptedServer(responder=lambda body: "ARCH: " + space.sample(rng)) as server:
+        first = CliRunner().invoke(app, argv + [
+            "--name", "capped", "--llm", "openai", "--base-url", server.base_url, "--model", "m",
+            "--llm-budget-tokens", "1"], env={"OPENAI_API_KEY": "k"})
+        calls_before = len(server.requests)
+        again = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "search", "--resume",
+                                         "capped", "--no-live"], env={"OPENAI_API_KEY": "k"})
+        calls_after = len(server.requests)
+    assert first.exit_code == 130 and again.exit_code == 130, (first.output, again.output)
+    assert calls_before == 1
+    assert calls_after == calls_before  # the cap covers the whole run, resumed or not
+    assert "budget" in again.output.replace("\n", " ")
