@@ -56,7 +56,9 @@ _CATEGORY_WORDS: dict[Category, tuple[str, ...]] = {
 _NEGATION = re.compile(r"\b(without|no|not|avoid|avoiding|excluding|exclude|never|w/o|"
                        r"don't|dont|free of)\b[^,;.]*$", re.I)
 _CLAUSE_BREAK = re.compile(r"[,;.]|\b(but|and|with|that|which|using|uses|use)\b", re.I)
-_NUMBER = r"(\d+(?:[.,]\d+)?(?:e[+-]?\d+)?)"
+# "100,000" / "1,000,000" are thousands separators; "1,5" is a decimal comma.
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:[.,]\d+)?(?:e[+-]?\d+)?)"
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _MACS_RE = re.compile(
     _NUMBER + r"\s*(k|thousand|m|million|g|b|billion)?\s*(?:m?flops?|macs?|mult[\s-]?adds?|"
     r"madds?|multiply[\s-]accumulates?)\b", re.I)
@@ -158,6 +160,8 @@ def _negated(before: str) -> bool:
 
 
 def _num(s: str) -> float:
+    if _THOUSANDS.fullmatch(s):
+        return float(s.replace(",", ""))
     return float(s.replace(",", "."))
 
 

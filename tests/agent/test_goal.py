@@ -24,6 +24,12 @@ from knowledge.schema import Category as C
     ("CIFAR 10 model, 40 million MACs, 1.5 k params", "cifar10", 40, 1500, [], []),
     ("cifar10 at 5e7 FLOPs using depthwise separable convolutions", "cifar10", 50, None,
      [C.BLOCK_TYPE], []),
+    # thousands separators, not decimal commas; a decimal comma still works
+    ("cifar10 under 100,000 params and 50,000,000 FLOPs", "cifar10", 50, 100_000, [], []),
+    ("digits, 1,5 M params", "digits", None, 1_500_000, [], []),
+    ("cifar10 under 0.5 MFLOPs and 1.2M parameters", "cifar10", 0.5, 1_200_000, [], []),
+    ("cifar10 with 50M FLOPs and 200k params", "cifar10", 50, 200_000, [], []),
+    ("cifar100 under 5 GFLOPs", "cifar100", 5000, None, [], []),
 ])
 def test_rule_based_goals(text, dataset, mmacs, params, required, excluded):
     g = parse_goal(text)
