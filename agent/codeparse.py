@@ -51,6 +51,7 @@ def has_edit_blocks(text: str) -> bool:
 
 def parse_edit_blocks(text: str) -> list[EditBlock]:
     """All complete SEARCH/REPLACE blocks in ``text``; an unterminated last block is an error."""
+    text = text.replace("\r\n", "\n")  # CRLF answers: the block markers end in "\r\n"
     blocks = [EditBlock(m.group(1), m.group(2), i)
               for i, m in enumerate(BLOCK_RE.finditer(text), 1)]
     opened = len(re.findall(r"^[ \t]*<{5,9} ?SEARCH", text, re.M))

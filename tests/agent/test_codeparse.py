@@ -92,6 +92,17 @@ def test_edit_block_failures_name_block_and_line(answer, needle):
     assert needle in str(info.value)
 
 
+def test_edit_blocks_with_crlf_line_endings_apply():
+    answer = ("Here is the edit:\r\n<<<<<<< SEARCH\r\n        x = F.relu(self.conv2(x))\r\n"
+              "=======\r\n        x = F.gelu(self.conv2(x))\r\n>>>>>>> REPLACE\r\n")
+    blocks = parse_edit_blocks(answer)
+    assert len(blocks) == 1
+    out = apply_edit_blocks(PARENT, blocks)
+    assert "        x = F.gelu(self.conv2(x))\n" in out and "\r" not in out
+    assert "F.relu(self.conv2" not in out
+    compile(out, "x", "exec")
+
+
 def test_ambiguous_and_truncated_blocks():
     dup = PARENT + "\n# F.relu\n"
     with pytest.raises(EditApplyError, match="matches 2 places"):
