@@ -247,9 +247,15 @@ def channels(c: int, width: float) -> int:
     return max(4, int(round(c * width / 4.0)) * 4)
 
 
+def odd_kernel(k: int) -> int:
+    """Rendered stage kernel: even sizes go up by one, since 'same' padding (k // 2) keeps the
+    map size only for odd kernels and residual adds / dense concats need equal sizes."""
+    return k if k % 2 else k + 1
+
+
 def _body(stage: Stage, cin: int, cout: int, stride: int, used: set[str]) -> tuple[list[str], bool]:
     """Source lines of one block's residual branch, and whether an activation follows the add."""
-    k, g = stage.kernel, stage.groups
+    k, g = odd_kernel(stage.kernel), stage.groups
     hidden = max(4, int(round(cout * stage.expand)))
     shuffle = [f"ChannelShuffle({g})"] if stage.shuffle and g > 1 else []
     if shuffle:
@@ -303,7 +309,7 @@ def _stage_lines(spec: ArchSpec, idx: int, stage: Stage, cin: int, block0: int, 
         stride = 1
     if stage.block == "dense":
         growth = max(4, int(round(cout * stage.expand)))
-        items.append(f"DenseStage({cin}, {cout}, {stage.depth}, {growth}, {stage.kernel}, {stride})")
+        items.append(f"DenseStage({cin}, {cout}, {stage.depth}, {growth}, {odd_kernel(stage.kernel)}, {stride})")
         used.add("DenseStage")
         if stage.attention != "none":
             items.append(_ATTN[stage.attention].format(c=cout, r=stage.attn_ratio))

@@ -138,6 +138,17 @@ def test_three_downsamplings_reach_1x1_on_8x8_inputs():
     _shape_ok(spec, DIGITS)
 
 
+@pytest.mark.parametrize("block", BLOCKS)
+def test_even_stage_kernels_keep_residual_and_dense_shapes(block):
+    # 'same' padding k // 2 grows the map by one for even k; residual adds / concats then broke
+    spec = ArchSpec(stages=[Stage(block=block, kernel=4, depth=2),
+                            Stage(block=block, kernel=2, stride=2, channels=16)])
+    for c in (DIGITS, CIFAR):
+        model = _shape_ok(spec, c)
+        assert OpenSpace().estimate_macs(spec, c) == count_macs(
+            model, (c.in_channels, c.image_size, c.image_size))
+
+
 def test_spec_round_trips_through_code():
     rng = np.random.default_rng(0)
     space = OpenSpace()
