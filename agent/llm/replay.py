@@ -1,6 +1,7 @@
 """Record / replay: every request and response in a cassette (JSONL), replayable offline.
 
-A cassette line: ``{"key": sha256(request), "request": {...}, "response": ChatResponse}``.
+A cassette line: ``{"key": sha256(request), "request": {...}, "response": ChatResponse}``,
+or ``"error": message`` instead of ``"response"`` for a call that failed (replayed as LLMError).
 The key hashes the canonical JSON of (messages, temperature, max_tokens, response_format,
 model id), so the same run asks the same questions and gets the same answers back: a run
 replayed from a cassette reproduces the same candidates with no server. Repeated identical
@@ -14,7 +15,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from agent.llm.base import ChatResponse, LLMError, Message, Model
+from agent.llm.base import BudgetExceeded, ChatResponse, LLMError, Message, Model
 
 
 class CassetteMiss(LLMError):
@@ -45,15 +46,27 @@ class RecordingModel(Model):
 
     def _complete(self, messages: list[Message], *, temperature: float,
                   max_tokens: int | None, response_format: dict | None) -> ChatResponse:
-        response = self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens,
-                                   response_format=response_format)
         line = {"key": request_key(messages, temperature, max_tokens, response_format),
                 "request": {"messages": messages, "temperature": temperature,
-                            "max_tokens": max_tokens, "response_format": response_format},
-                "response": response.model_dump(mode="json")}
+                            "max_tokens": max_tokens, "response_format": response_format}}
+        try:
+            response = self.inner.chat(messages, temperature=temperature,
+                                       max_tokens=max_tokens, response_format=response_format)
+        except BudgetExceeded:
+            raise  # no call was made; the replayed run has no budget to hit
+        except LLMError as e:
+            # A failed call is part of the run: replay must fail it too, or a later identical
+            # request's answer would be handed to this one and the replay would diverge.
+            line["error"] = str(e)
+            self._append(line)
+            raise
+        line["response"] = response.model_dump(mode="json")
+        self._append(line)
+        return response.model_copy(deep=True)
+
+    def _append(self, line: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        return response.model_copy(deep=True)
 
 
 class ReplayModel(Model):
@@ -66,17 +79,21 @@ class ReplayModel(Model):
         self.path = Path(cassette)
         if not self.path.is_file():
             raise LLMError(f"replay cassette not found: {self.path}")
-        self._answers: dict[str, list[ChatResponse]] = defaultdict(list)
+        # per request key, in recorded order: the answer, or the failed call's error message
+        self._answers: dict[str, list[ChatResponse | str]] = defaultdict(list)
         for n, raw in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
             if not raw.strip():
                 continue
             try:
                 line = json.loads(raw)
-                self._answers[line["key"]].append(ChatResponse.model_validate(line["response"]))
-            except (json.JSONDecodeError, KeyError, ValueError) as e:
+                answer = str(line["error"]) if "error" in line and "response" not in line \
+                    else ChatResponse.model_validate(line["response"])
+                self._answers[line["key"]].append(answer)
+            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
                 raise LLMError(f"cassette {self.path} line {n} is not a recorded call: {e}") from e
-        first = next(iter(self._answers.values()), None)
-        self.model_id = first[0].model if first else "replay"
+        first = next((a for q in self._answers.values() for a in q
+                      if isinstance(a, ChatResponse)), None)
+        self.model_id = first.model if first else "replay"
 
     def _complete(self, messages: list[Message], *, temperature: float,
                   max_tokens: int | None, response_format: dict | None) -> ChatResponse:
@@ -88,4 +105,7 @@ class ReplayModel(Model):
                 f"replay cassette {self.path} has no (more) recorded answer for request "
                 f"{key[:12]} (last message starts: {last!r}); the run diverged from the "
                 f"recording or the cassette is from another configuration")
-        return queue.pop(0).model_copy(deep=True)
+        answer = queue.pop(0)
+        if isinstance(answer, str):
+            raise LLMError(answer)  # the recorded message, so results match the recording
+        return answer.model_copy(deep=True)

@@ -50,6 +50,28 @@ def test_replay_reproduces_recorded_run_without_server(server, make_model, tmp_p
     assert [r.usage for r in replayed] == [r.usage for r in recorded]
 
 
+def test_a_failed_call_is_recorded_and_replayed_as_a_failure(server, make_model, tmp_path):
+    """The same request failing, then succeeding: replay must fail the first and answer the
+    second, not hand the second's answer to the first."""
+    from agent.llm.local_server import Reply
+
+    cassette = tmp_path / "fail.jsonl"
+    server.script = [Reply(status=400, text="bad request"), "second try works"]
+    recording = RecordingModel(make_model(), cassette)
+    ask = [{"role": "user", "content": "same question"}]
+    with pytest.raises(LLMError, match="HTTP 400") as recorded_error:
+        recording.chat(ask)
+    assert recording.chat(ask).text == "second try works"
+    server.stop()
+
+    replay = ReplayModel(cassette)
+    with pytest.raises(LLMError) as replayed_error:
+        replay.chat(ask)
+    assert str(replayed_error.value) == str(recorded_error.value)
+    assert replay.chat(ask).text == "second try works"
+    assert replay.model_id == "test-model"
+
+
 def test_replay_miss_and_bad_cassettes_are_clear(tmp_path):
     cassette = tmp_path / "c.jsonl"
     model = RecordingModel(ScriptedModel(["one"]), cassette)
