@@ -179,6 +179,14 @@ def test_estimate_matches_the_evaluators_count():
             assert space.estimate_params(spec, c) == sum(p.numel() for p in model.parameters())
 
 
+def test_estimate_works_for_groupnorm_with_one_channel_groups_on_1x1_maps():
+    # the evaluator counts on a batch of 2; a batch of 1 made GroupNorm raise on 1x1 maps
+    spec = ArchSpec(norm="gn", stem=Stem(stride=2),
+                    stages=[Stage(stride=2, channels=8), Stage(stride=2, channels=8)])
+    model = _shape_ok(spec, DIGITS)
+    assert OpenSpace().estimate_macs(spec, DIGITS) == count_macs(model, (1, 8, 8))
+
+
 # -- space ------------------------------------------------------------------------------------
 
 def test_registered_and_seeds_are_small_and_diverse():
