@@ -8,6 +8,8 @@ Env vars: ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` (the standard openai ones),
 
 from __future__ import annotations
 
+import re
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,4 +52,10 @@ class LLMSettings(BaseSettings):
         return Budget(max_tokens=self.max_total_tokens, max_cost_usd=self.max_cost_usd)
 
     def price(self) -> Price | None:
-        return self.prices.get(self.model)
+        """The model's price; a dated snapshot id ("gpt-4o-mini-2024-07-18") costs what its
+        base id costs, so a money cap still holds for it. Unknown models: None (free)."""
+        if self.model in self.prices:
+            return self.prices[self.model]
+        bases = [k for k in self.prices
+                 if re.fullmatch(re.escape(k) + r"-\d[\d-]*", self.model)]
+        return self.prices[max(bases, key=len)] if bases else None

@@ -127,6 +127,18 @@ def test_money_budget_uses_price_table(server, make_model):
         model.chat(HI)
 
 
+def test_money_budget_holds_for_a_dated_snapshot_model_id(server, make_model):
+    server.script = [Reply("a", prompt_tokens=10_000, completion_tokens=10_000)] * 2
+    model = make_model(model="gpt-4o-mini-2024-07-18", max_cost_usd=0.005)
+    r = model.chat(HI)  # the default table's gpt-4o-mini price, not gpt-4o's, not free
+    assert r.usage.cost_usd == pytest.approx((10_000 * 0.15 + 10_000 * 0.6) / 1e6)
+    assert make_model(model="gpt-4o-2024-08-06").price.prompt == 2.5
+    assert make_model(model="my-local-model").price is None
+    with pytest.raises(BudgetExceeded, match=r"money budget"):
+        model.chat(HI)
+    assert len(server.requests) == 1
+
+
 def test_env_configuration(server, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "env-key")
