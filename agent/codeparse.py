@@ -193,9 +193,10 @@ def extract_code(text: str, class_name: str = "Net") -> str:
         raise CodeParseError(f"syntax error at line {e.lineno}: {e.msg}: "
                              f"{(e.text or '').strip()[:80]!r}") from e
     if not closed and not _has_forward(tree, class_name):
+        last = (code.rstrip().splitlines() or [""])[-1].strip()[:80]  # "" for an empty fence
         raise CodeParseError(
             f"the answer looks truncated: the code fence is never closed and {class_name} has no "
-            f"forward method (code stops at {code.rstrip().splitlines()[-1].strip()[:80]!r})")
+            f"forward method (code stops at {last!r})")
     return prune_to_net(tree, class_name, code)
 
 

@@ -92,6 +92,12 @@ def test_edit_block_failures_name_block_and_line(answer, needle):
     assert needle in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["```python\n", "Here it is:\n```python\n   \n"])
+def test_an_empty_unclosed_fence_is_a_parse_error_not_a_crash(text):
+    with pytest.raises(CodeParseError, match="looks truncated"):
+        extract_code(text)
+
+
 def test_edit_blocks_with_crlf_line_endings_apply():
     answer = ("Here is the edit:\r\n<<<<<<< SEARCH\r\n        x = F.relu(self.conv2(x))\r\n"
               "=======\r\n        x = F.gelu(self.conv2(x))\r\n>>>>>>> REPLACE\r\n")
