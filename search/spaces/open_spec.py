@@ -137,10 +137,16 @@ def _select_stages(stages: list[Stage], index: str, path: str) -> list[int]:
             parts = [int(p) if p.strip() else None for p in index.split(":")]
             if len(parts) > 3:
                 raise ValueError
-            return list(range(n))[slice(*parts)]
-        i = int(index)
+            chosen = list(range(n))[slice(*parts)]
+        else:
+            i = int(index)
     except ValueError:
         raise ValueError(f"bad stage index [{index}] in path {path!r} (use N, -1, * or a:b)") from None
+    if ":" in index:
+        if not chosen:  # an edit that addresses nothing would silently do nothing
+            raise ValueError(f"stage slice [{index}] selects no stage in path {path!r} "
+                             f"(spec has {n} stages)")
+        return chosen
     if not -n <= i < n:
         raise ValueError(f"stage index {i} out of range in path {path!r} (spec has {n} stages)")
     return [i % n]

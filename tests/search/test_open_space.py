@@ -94,6 +94,8 @@ def test_scale_and_add_clamp_into_bounds():
     (E("set", "stem[0].channels", 8), "only 'stages' can be indexed"),
     (E("set", "stages[*].depth", 99), "less than or equal to 8"),
     (E("set", "stages[0]", 3), "only 'stages' can be indexed"),
+    (E("set", "stages[5:].kernel", 5), "selects no stage"),
+    (E("set", "stages[1:].bogus", 5), "selects no stage"),
     (E("set", "act.kind", 3), "has no sub-fields"),
     (E("set", "", 3), "path is empty"),
     (E("remove_stage", "", 0), "cannot remove the only stage"),
