@@ -1,7 +1,8 @@
 """Record / replay: every request and response in a cassette (JSONL), replayable offline.
 
 A cassette line: ``{"key": sha256(request), "request": {...}, "response": ChatResponse}``,
-or ``"error": message`` instead of ``"response"`` for a call that failed (replayed as LLMError).
+or ``"error": message`` instead of ``"response"`` for a call that failed (replayed as LLMError),
+or ``"budget_exceeded": message`` where the recorded run hit its cap (replayed as BudgetExceeded).
 The key hashes the canonical JSON of (messages, temperature, max_tokens, response_format,
 model id), so the same run asks the same questions and gets the same answers back: a run
 replayed from a cassette reproduces the same candidates with no server. Repeated identical
@@ -52,12 +53,11 @@ class RecordingModel(Model):
         try:
             response = self.inner.chat(messages, temperature=temperature,
                                        max_tokens=max_tokens, response_format=response_format)
-        except BudgetExceeded:
-            raise  # no call was made; the replayed run has no budget to hit
         except LLMError as e:
             # A failed call is part of the run: replay must fail it too, or a later identical
-            # request's answer would be handed to this one and the replay would diverge.
-            line["error"] = str(e)
+            # request's answer would be handed to this one and the replay would diverge. A
+            # spent budget (no call made) is recorded as well: the replayed run stops there.
+            line["budget_exceeded" if isinstance(e, BudgetExceeded) else "error"] = str(e)
             self._append(line)
             raise
         line["response"] = response.model_dump(mode="json")
@@ -79,15 +79,19 @@ class ReplayModel(Model):
         self.path = Path(cassette)
         if not self.path.is_file():
             raise LLMError(f"replay cassette not found: {self.path}")
-        # per request key, in recorded order: the answer, or the failed call's error message
-        self._answers: dict[str, list[ChatResponse | str]] = defaultdict(list)
+        # per request key, in recorded order: the answer, or the failed call's error to raise
+        self._answers: dict[str, list[ChatResponse | LLMError]] = defaultdict(list)
         for n, raw in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
             if not raw.strip():
                 continue
             try:
                 line = json.loads(raw)
-                answer = str(line["error"]) if "error" in line and "response" not in line \
-                    else ChatResponse.model_validate(line["response"])
+                if "response" in line:
+                    answer = ChatResponse.model_validate(line["response"])
+                elif "budget_exceeded" in line:
+                    answer = BudgetExceeded(str(line["budget_exceeded"]))
+                else:
+                    answer = LLMError(str(line["error"]))
                 self._answers[line["key"]].append(answer)
             except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
                 raise LLMError(f"cassette {self.path} line {n} is not a recorded call: {e}") from e
@@ -106,6 +110,6 @@ class ReplayModel(Model):
                 f"{key[:12]} (last message starts: {last!r}); the run diverged from the "
                 f"recording or the cassette is from another configuration")
         answer = queue.pop(0)
-        if isinstance(answer, str):
-            raise LLMError(answer)  # the recorded message, so results match the recording
+        if isinstance(answer, LLMError):
+            raise type(answer)(str(answer))  # the recorded message: results match the recording
         return answer.model_copy(deep=True)

@@ -72,6 +72,25 @@ def test_a_failed_call_is_recorded_and_replayed_as_a_failure(server, make_model,
     assert replay.model_id == "test-model"
 
 
+def test_a_spent_budget_is_recorded_and_stops_the_replay_at_the_same_call(server, make_model,
+                                                                          tmp_path):
+    from agent.llm import BudgetExceeded
+    from agent.llm.local_server import Reply
+
+    cassette = tmp_path / "budget.jsonl"
+    server.script = [Reply("one", prompt_tokens=20, completion_tokens=20)]
+    recording = RecordingModel(make_model(max_total_tokens=30), cassette)
+    assert recording.chat([{"role": "user", "content": "q1"}]).text == "one"
+    with pytest.raises(BudgetExceeded):
+        recording.chat([{"role": "user", "content": "q2"}])
+    server.stop()
+
+    replay = ReplayModel(cassette)
+    assert replay.chat([{"role": "user", "content": "q1"}]).text == "one"
+    with pytest.raises(BudgetExceeded, match="40 tokens used of max 30"):
+        replay.chat([{"role": "user", "content": "q2"}])  # not a CassetteMiss
+
+
 def test_replay_miss_and_bad_cassettes_are_clear(tmp_path):
     cassette = tmp_path / "c.jsonl"
     model = RecordingModel(ScriptedModel(["one"]), cassette)
