@@ -86,7 +86,8 @@ class ResidualReduction(nn.Module):
         self.conv_a = ReLUConvBN(c_in, c_out, 3, 2)
         self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
         self.shortcut = nn.Sequential(
-            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            # ceil_mode: on odd maps the shortcut keeps conv_a's size (the same on even maps)
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0, ceil_mode=True),
             nn.Conv2d(c_in, c_out, 1, stride=1, padding=0, bias=False),
         )
 

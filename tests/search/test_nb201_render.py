@@ -46,3 +46,13 @@ def test_cells_per_stage_scales_compute():
     assert "CELLS_PER_STAGE = 1" in small.render(arch)
     with pytest.raises(ValueError, match="cells_per_stage"):
         NB201Space().render(arch, cells_per_stage=0)
+
+
+@pytest.mark.parametrize("size", [6, 10])
+def test_odd_maps_keep_the_reduction_shortcut_in_step(size):
+    # 6 -> 3 -> 2 and 10 -> 5 -> 3: a floor-mode shortcut pool gave 1 and 2 rows (broadcast or crash)
+    space = NB201Space(cells_per_stage=1)
+    model = build_model(space.render(ARCHS[1]), num_classes=10, in_channels=1)
+    check_shape(model, (1, size, size), 10, torch.device("cpu"))
+    # the analytic count includes the linear bias (the table's convention), the evaluator's not
+    assert count_macs(model, (1, size, size)) + 10 == space.macs(ARCHS[1], size, 10, 1)
