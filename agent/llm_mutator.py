@@ -318,12 +318,18 @@ def _parse_arch(text: str) -> tuple[str | None, str]:
     except ImportError:  # space not installed: accept the syntactic form
         return ("".join(found[-1].split()), "") if found[-1].count("+") == 2 else \
             (None, f"{found[-1]!r} is not a 3-node cell")
+    # Cells on consecutive lines ("|...|\n|...|") come out as one match: try each line's cell
+    # too (after the whole match, which may be one cell wrapped over lines).
+    tries = []
+    for raw in found:
+        tries.extend(re.split(r"(?<=\|)[ \t]*\n\s*(?=\|)", raw))
+        tries.append(raw)
     last_error = ""
-    for raw in reversed(found):
+    for raw in reversed(tries):
         try:
             return canonical("".join(raw.split())), ""
         except ArchError as e:
-            last_error = str(e)
+            last_error = last_error or str(e)
     return None, last_error
 
 

@@ -211,6 +211,16 @@ def test_init_and_nb201_cells(server, make_model):
     assert "unknown op 'skip~1'" in server.requests[2].body["messages"][-1]["content"]
 
 
+def test_nb201_cells_on_consecutive_lines_are_not_glued(server, make_model):
+    old = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"
+    new = "|nor_conv_1x1~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"
+    server.script = [f"Current and proposed cell:\n{old}\n{new}\n"]
+    parent = ParentInfo(arch=old)
+    cell = LLMMutator(make_model(), max_repair_turns=0).mutate(
+        MutationRequest(operator="mutate", space="nb201", parents=[parent], seed=1))
+    assert cell.error is None and cell.arch == new and len(server.requests) == 1
+
+
 def test_server_failure_becomes_result_error_and_budget_propagates(server, make_model):
     server.script = [Reply(status=500)] * 2
     result = LLMMutator(make_model(max_retries=1)).mutate(request())
