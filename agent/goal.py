@@ -60,12 +60,12 @@ _CLAUSE_BREAK = re.compile(r"[,;.]|\b(but|and|with|that|which|using|uses|use)\b"
 _NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:[.,]\d+)?(?:e[+-]?\d+)?)"
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _MACS_RE = re.compile(
-    _NUMBER + r"\s*(k|thousand|m|million|g|b|billion)?\s*(?:m?flops?|macs?|mult[\s-]?adds?|"
+    _NUMBER + r"\s*(k|thousand|m|million|g|b|billion)?[\s-]*(?:m?flops?|macs?|mult[\s-]?adds?|"
     r"madds?|multiply[\s-]accumulates?)\b", re.I)
-_MACS_PREFIXED_RE = re.compile(_NUMBER + r"\s*(mflops?|mmacs?|gflops?|gmacs?|kflops?|kmacs?)\b",
+_MACS_PREFIXED_RE = re.compile(_NUMBER + r"[\s-]*(mflops?|mmacs?|gflops?|gmacs?|kflops?|kmacs?)\b",
                                re.I)
 _PARAMS_RE = re.compile(
-    _NUMBER + r"\s*(k|thousand|m|million)?\s*(?:params?|parameters?|weights)\b", re.I)
+    _NUMBER + r"\s*(k|thousand|m|million)?[\s-]*(?:params?|parameters?|weights)\b", re.I)
 
 
 class GoalParseError(ValueError):

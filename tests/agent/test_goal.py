@@ -30,6 +30,8 @@ from knowledge.schema import Category as C
     ("cifar10 under 0.5 MFLOPs and 1.2M parameters", "cifar10", 0.5, 1_200_000, [], []),
     ("cifar10 with 50M FLOPs and 200k params", "cifar10", 50, 200_000, [], []),
     ("cifar100 under 5 GFLOPs", "cifar100", 5000, None, [], []),
+    ("a 2M-parameter, 50-MFLOP cifar10 net", "cifar10", 50, 2_000_000, [], []),
+    ("a 300k-param digits model at 20M-MACs", "digits", 20, 300_000, [], []),
 ])
 def test_rule_based_goals(text, dataset, mmacs, params, required, excluded):
     g = parse_goal(text)
