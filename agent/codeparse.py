@@ -263,6 +263,10 @@ def prune_to_net(tree: ast.Module, class_name: str = "Net", source: str | None =
                 if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
     needed: set[str] = set()
     todo = [class_name]
+    # every constant is kept, so the classes/functions it names must be too ({"a": Block})
+    todo.extend(n.id for node in tree.body
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_constant_def(node)
+                for n in ast.walk(node.value) if isinstance(n, ast.Name))
     while todo:
         name = todo.pop()
         if name in needed or name not in defs:

@@ -98,6 +98,26 @@ def test_an_empty_unclosed_fence_is_a_parse_error_not_a_crash(text):
         extract_code(text)
 
 
+def test_a_helper_named_only_by_a_kept_constant_is_kept():
+    code = ("```python\nimport torch\nimport torch.nn as nn\n\n\nclass Block(nn.Module):\n"
+            "    def __init__(self, c):\n        super().__init__()\n"
+            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n\n"
+            "    def forward(self, x):\n        return self.conv(x)\n\n\n"
+            "BLOCK_TYPES = {'plain': Block}\n\n\nclass Net(nn.Module):\n"
+            "    def __init__(self, num_classes=10, in_channels=1):\n"
+            "        super().__init__()\n        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
+            "        self.body = BLOCK_TYPES['plain'](8)\n        self.fc = nn.Linear(8, num_classes)\n\n"
+            "    def forward(self, x):\n        return self.fc(self.body(self.stem(x)).mean((2, 3)))\n"
+            "```")
+    out = extract_code(code)
+    namespace: dict = {}
+    exec(compile(out, "child", "exec"), namespace)  # NameError when Block was dropped
+    import torch
+
+    logits = namespace["Net"](num_classes=10, in_channels=1)(torch.zeros(2, 1, 8, 8))
+    assert tuple(logits.shape) == (2, 10)
+
+
 def test_edit_blocks_with_crlf_line_endings_apply():
     answer = ("Here is the edit:\r\n<<<<<<< SEARCH\r\n        x = F.relu(self.conv2(x))\r\n"
               "=======\r\n        x = F.gelu(self.conv2(x))\r\n>>>>>>> REPLACE\r\n")
