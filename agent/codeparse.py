@@ -262,18 +262,34 @@ def prune_to_net(tree: ast.Module, class_name: str = "Net", source: str | None =
         defs = {n.name: n for n in tree.body
                 if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
     needed: set[str] = set()
+    # Module-level assignments: constants are always kept; one with a call (WIDTH = int(16 *
+    # 1.5), ACT = nn.ReLU()) only when a kept definition reads its name (so `model = Net()`
+    # and other top-level side effects are dropped, but nothing the code uses is).
+    assigns = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))]
+    kept_assigns = {id(n) for n in assigns if _is_constant_def(n)}
+    name_refs: set[str] = set()  # names read by kept definitions and kept assignments
     todo = [class_name]
-    # every constant is kept, so the classes/functions it names must be too ({"a": Block})
-    todo.extend(n.id for node in tree.body
-                if isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_constant_def(node)
-                for n in ast.walk(node.value) if isinstance(n, ast.Name))
-    while todo:
-        name = todo.pop()
-        if name in needed or name not in defs:
-            continue
-        needed.add(name)
-        todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
-        todo.extend(n.attr for n in ast.walk(defs[name]) if isinstance(n, ast.Attribute))
+    for node in assigns:
+        if id(node) in kept_assigns and node.value is not None:
+            todo.extend(n.id for n in ast.walk(node.value) if isinstance(n, ast.Name))
+    changed = True
+    while changed:
+        while todo:
+            name = todo.pop()
+            name_refs.add(name)
+            if name in needed or name not in defs:
+                continue
+            needed.add(name)
+            todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
+            todo.extend(n.attr for n in ast.walk(defs[name])  # self.helper(...) style
+                        if isinstance(n, ast.Attribute) and n.attr in defs)
+        changed = False
+        for node in assigns:
+            if id(node) not in kept_assigns and node.value is not None \
+                    and _bound_names(node) & name_refs:
+                kept_assigns.add(id(node))
+                todo.extend(n.id for n in ast.walk(node.value) if isinstance(n, ast.Name))
+                changed = True
     kept = []
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -281,7 +297,7 @@ def prune_to_net(tree: ast.Module, class_name: str = "Net", source: str | None =
         elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name in needed:
                 kept.append(node)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_constant_def(node):
+        elif id(node) in kept_assigns:
             kept.append(node)
         # dropped: `if __name__ == ...`, prints, `model = Net()`, other statements
     if source is None or renamed:
@@ -293,6 +309,11 @@ def prune_to_net(tree: ast.Module, class_name: str = "Net", source: str | None =
         pieces.append("\n".join(lines[start - 1:node.end_lineno]))
     return "\n".join(p if not p.startswith(("class ", "def ", "@")) else "\n" + p
                      for p in pieces).strip() + "\n"
+
+
+def _bound_names(node: ast.Assign | ast.AnnAssign) -> set[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
 def _is_constant_def(node: ast.Assign | ast.AnnAssign) -> bool:

@@ -118,6 +118,23 @@ def test_a_helper_named_only_by_a_kept_constant_is_kept():
     assert tuple(logits.shape) == (2, 10)
 
 
+def test_computed_module_values_the_net_reads_are_kept_side_effects_dropped():
+    code = ("import math\nimport torch.nn as nn\n\nBASE = 8\nWIDTH = int(BASE * 1.5)\n"
+            "STEM = max(WIDTH, round(math.sqrt(16)))\n\n\nclass Net(nn.Module):\n"
+            "    def __init__(self, num_classes=10, in_channels=1):\n"
+            "        super().__init__()\n"
+            "        self.model = nn.Conv2d(in_channels, STEM, 3, padding=1)\n"
+            "        self.fc = nn.Linear(STEM, num_classes)\n\n"
+            "    def forward(self, x):\n        return self.fc(self.model(x).mean((2, 3)))\n\n\n"
+            "model = Net()\nprint(model)\n")
+    out = extract_code("```python\n" + code + "```")
+    assert "WIDTH = int(BASE * 1.5)" in out and "STEM = max(" in out
+    assert "model = Net()" not in out and "print(" not in out
+    namespace: dict = {}
+    exec(compile(out, "child", "exec"), namespace)
+    assert namespace["Net"](num_classes=10, in_channels=1).fc.in_features == 12
+
+
 def test_edit_blocks_with_crlf_line_endings_apply():
     answer = ("Here is the edit:\r\n<<<<<<< SEARCH\r\n        x = F.relu(self.conv2(x))\r\n"
               "=======\r\n        x = F.gelu(self.conv2(x))\r\n>>>>>>> REPLACE\r\n")
