@@ -189,6 +189,46 @@ def test_estimate_works_for_groupnorm_with_one_channel_groups_on_1x1_maps():
     assert OpenSpace().estimate_macs(spec, DIGITS) == count_macs(model, (1, 8, 8))
 
 
+def _perturbed(spec: ArchSpec, rng: np.random.Generator) -> ArchSpec:
+    """``spec`` with edge-case field values: odd/even kernels, groups that do not divide,
+    tiny channel counts, attention on small maps, resolution < 1, patchify stems."""
+    d = spec.model_dump()
+    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731 - tiny local helper
+    for st in d["stages"]:
+        st.update(groups=pick([1, 3, 8, 64]), shuffle=bool(rng.random() < 0.3),
+                  attention=pick(["none", "se", "eca", "cbam", "mhsa"]),
+                  expand=pick([0.125, 0.3, 1.0, 3.0]), kernel=pick([1, 2, 3, 4, 7]),
+                  channels=pick([4, 5, 13, st["channels"]]), skip=bool(rng.random() < 0.7))
+    k = pick([1, 2, 3, 4])
+    d.update(width=pick([0.25, 0.3, 1.0, 1.3]), resolution=pick([0.5, 0.6, 1.0, 1.5]),
+             norm=pick(["bn", "gn", "ln", "none"]),
+             downsample=pick(["stride", "maxpool", "avgpool", "blur"]),
+             stem={"channels": pick([4, 5, 16]), "kernel": k, "stride": pick([1, k]),
+                   "depth": pick([1, 2])},
+             head={"channels": pick([0, 5]), "hidden": pick([0, 3]), "pool": pick(["avg", "avgmax"]),
+                   "dropout": 0.1},
+             init={"scheme": "kaiming", "zero_init_residual": True, "layer_scale": pick([0.0, 0.1])})
+    return ArchSpec.model_validate(d)
+
+
+def test_perturbed_and_idea_edited_specs_render_run_and_match_the_macs_count():
+    from corpora import load_builtin_ideas
+
+    space, rng = OpenSpace(), np.random.default_rng(11)
+    ideas = [i for i in load_builtin_ideas() if i.edits]
+    for t in range(16):
+        c = DIGITS if t % 2 else CIFAR
+        spec = _perturbed(space.random(rng, c), rng)
+        try:
+            spec = apply_edits(spec, ideas[int(rng.integers(len(ideas)))].edits)
+        except ValueError:
+            pass  # an idea that does not apply to this spec is rejected clearly; keep the spec
+        for shape_c in (DIGITS, CIFAR):
+            model = _shape_ok(spec, shape_c)
+            shape = (shape_c.in_channels, shape_c.image_size, shape_c.image_size)
+            assert space.estimate_macs(spec, shape_c) == count_macs(model, shape), spec.to_json()
+
+
 # -- space ------------------------------------------------------------------------------------
 
 def test_registered_and_seeds_are_small_and_diverse():
