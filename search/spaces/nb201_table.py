@@ -127,6 +127,8 @@ def _read(path: Path, dataset: str) -> dict[str, NB201Entry]:
             try:
                 values = [float(row[c]) for c in cols]
                 arch = canonical(row["arch"])
+                if arch in rows:  # two spellings of one cell: keeping either would hide the other
+                    raise ValueError(f"cell {arch} appears twice")
                 rows[arch] = NB201Entry(arch, int(row["nb201_index"]), *values)
             except (ValueError, ArchError) as exc:
                 raise ValueError(f"{path}:{line}: bad NAS-Bench-201 row: {exc}") from None

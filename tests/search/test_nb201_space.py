@@ -126,6 +126,17 @@ def test_missing_table_and_columns_are_clear_errors(tmp_path):
         NB201Table(table_path(), "mnist")
 
 
+def test_a_cell_listed_twice_is_a_clear_error(tmp_path):
+    # two spellings of one cell used to keep the last row silently
+    lines = table_path().read_text().splitlines()[:3]
+    arch = lines[1].split(",")[0]
+    lines.append(lines[2].replace(lines[2].split(",")[0], arch.replace("|", " | "), 1))
+    dup = tmp_path / "dup.csv"
+    dup.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"dup.csv:4: .*appears twice"):
+        NB201Table(dup, "cifar10")
+
+
 class MockAPI:
     """Mimics nas_201_api.NASBench201API / nats_bench tss: indices, arch(i), get_more_info,
     get_cost_info, with the official dataset names and result keys."""
