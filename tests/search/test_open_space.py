@@ -161,6 +161,20 @@ def test_spec_round_trips_through_code():
     assert ArchSpec.from_code("# archlore-spec: {not json}\n") is None
 
 
+def test_a_hostile_name_cannot_break_out_of_the_docstring():
+    # measure() execs rendered code in-process: the free-text name must stay inert text
+    spec = ArchSpec(name='x"""\nimport os\nos.environ["ARCHLORE_PWNED"] = "1"\n"""',
+                    stages=[Stage(channels=8)])
+    code = render(spec)
+    assert check_source(code) == []
+    measure(spec, DIGITS)
+    import os
+
+    assert "ARCHLORE_PWNED" not in os.environ
+    assert ArchSpec.from_code(code) == spec
+    _shape_ok(spec, DIGITS)
+
+
 def test_random_specs_pass_policy_and_shape_and_caps():
     space, rng = OpenSpace(), np.random.default_rng(7)
     for i in range(12):
