@@ -175,6 +175,21 @@ def test_a_hostile_name_cannot_break_out_of_the_docstring():
     _shape_ok(spec, DIGITS)
 
 
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_zero_init_residual_zeroes_the_branch_norm_for_every_norm(norm):
+    # with norm="ln" the flag used to be a silent no-op (only BN/GN were looked for)
+    spec = ArchSpec(norm=norm, init=Init(zero_init_residual=True),
+                    stages=[Stage(block="basic", channels=8, attention="mhsa")])
+    model = _shape_ok(spec, DIGITS)
+    residual = model.stage1[0]
+    branch_norms = [m for m in residual.body.modules()
+                    if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm))]
+    attention_norm = residual.body[-1].norm  # mhsa's own pre-norm stays as initialised
+    assert branch_norms[-1] is attention_norm
+    assert torch.count_nonzero(branch_norms[-2].weight) == 0
+    assert torch.count_nonzero(attention_norm.weight) == attention_norm.weight.numel()
+
+
 def test_random_specs_pass_policy_and_shape_and_caps():
     space, rng = OpenSpace(), np.random.default_rng(7)
     for i in range(12):
