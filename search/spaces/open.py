@@ -188,11 +188,7 @@ class OpenSpace:
         options = self.shrink_options(spec, constraints, rng)
         if not options:
             return None
-        if rng is None:
-            m, name, new = min(options, key=lambda o: o[0])
-        else:
-            m, name, new = options[int(rng.integers(len(options)))]
-        return new, name
+        return _choose(options, rng)
 
     def grow_step(self, spec: ArchSpec, constraints: Constraints | None = None,
                   rng: np.random.Generator | None = None) -> tuple[ArchSpec, str] | None:
@@ -206,11 +202,7 @@ class OpenSpace:
                 options.append((self.estimate_macs(new, c), name, new))
         if not options:
             return None
-        if rng is None:
-            m, name, new = min(options, key=lambda o: o[0])
-        else:
-            m, name, new = options[int(rng.integers(len(options)))]
-        return new, name
+        return _choose(options, rng)
 
     def shrink(self, spec: ArchSpec, constraints: Constraints | None = None,
                rng: np.random.Generator | None = None) -> ArchSpec:
@@ -247,3 +239,11 @@ class OpenSpace:
         raise ValueError(f"cannot fit caps (max_mmacs={constraints.max_mmacs}, "
                          f"max_params={constraints.max_params}): smallest reachable net has "
                          f"{macs / 1e6:.3f} MMACs, {params} params")
+
+
+def _choose(options: list[tuple[int, str, ArchSpec]],
+            rng: np.random.Generator | None) -> tuple[ArchSpec, str]:
+    """A random option (rng given) or the one with the fewest MACs; options are (macs, move, spec)."""
+    _, name, new = options[int(rng.integers(len(options)))] if rng is not None else min(
+        options, key=lambda o: o[0])
+    return new, name
