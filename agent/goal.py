@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import re
 
+from archlore.agent import prompts
+from archlore.agent.llm.base import BudgetExceeded, LLMError
+from archlore.knowledge.schema import Category
+from archlore.search.protocol import Constraints
 from pydantic import BaseModel, Field, ValidationError, field_validator
-
-from agent import prompts
-from agent.llm.base import BudgetExceeded, LLMError
-from knowledge.schema import Category
-from search.protocol import Constraints
 
 # dataset -> (in_channels, image_size, num_classes)
 DATASETS: dict[str, tuple[int, int, int]] = {

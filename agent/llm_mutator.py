@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from agent import prompts
-from agent.codeparse import (
+from archlore.agent import prompts
+from archlore.agent.codeparse import (
     CodeParseError,
     EditApplyError,
     apply_edit_blocks,
@@ -33,10 +33,10 @@ from agent.codeparse import (
     parse_edit_blocks,
     prune_to_net,
 )
-from agent.llm.base import BudgetExceeded, LLMError, Model
-from evaluator.records import Evaluation
-from knowledge.schema import Idea
-from search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo, Usage
+from archlore.agent.llm.base import BudgetExceeded, LLMError, Model
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Idea
+from archlore.search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo, Usage
 
 Check = Callable[[str, Constraints], "str | None"]  # code -> error message, None when fine
 
@@ -275,7 +275,7 @@ def _finalize(code: str) -> str:
 def _policy_error(code: str) -> str | None:
     """The evaluator's static policy verdict, when that module is installed."""
     try:
-        from evaluator import policy
+        from archlore.evaluator import policy
     except ImportError:
         try:
             ast.parse(code)
@@ -314,7 +314,7 @@ def _parse_arch(text: str) -> tuple[str | None, str]:
     if not found:
         return None, "the answer holds no arch string like |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
     try:
-        from search.spaces.nb201 import ArchError, canonical
+        from archlore.search.spaces.nb201 import ArchError, canonical
     except ImportError:  # space not installed: accept the syntactic form
         return ("".join(found[-1].split()), "") if found[-1].count("+") == 2 else \
             (None, f"{found[-1]!r} is not a 3-node cell")

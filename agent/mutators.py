@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.protocol import Mutator
+from archlore.search.protocol import Mutator
 
 LLM_CHOICES = ("offline", "openai", "replay", "scripted")
 
@@ -19,11 +19,11 @@ def make_mutator(llm: str = "offline", **cfg) -> Mutator:
     """
     cfg = {k: v for k, v in cfg.items() if v is not None}
     if llm == "offline":
-        from agent.offline import OfflineMutator  # lazy: written alongside, optional here
+        from archlore.agent.offline import OfflineMutator  # lazy: written alongside, optional here
 
         return OfflineMutator(**cfg)
-    from agent.llm import create_model
-    from agent.llm_mutator import LLMMutator
+    from archlore.agent.llm import create_model
+    from archlore.agent.llm_mutator import LLMMutator
 
     mutator_keys = ("mode", "max_repair_turns", "temperature", "check", "edit_retry",
                     "max_tokens")

@@ -41,9 +41,8 @@ import re
 from typing import Any
 
 import numpy as np
-
-from search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo
-from search.spaces.open import (
+from archlore.search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo
+from archlore.search.spaces.open import (
     ALL_MOVES,
     INVERSE_MOVE,
     ArchSpec,
@@ -76,7 +75,7 @@ class OfflineMutator:
     def mutate(self, request: MutationRequest) -> MutationResult:
         if request.space == "nb201":
             try:
-                from agent.offline_nb201 import mutate_cell
+                from archlore.agent.offline_nb201 import mutate_cell
             except ImportError as exc:
                 return MutationResult(error=f"nb201 offline mutation unavailable: {exc}")
             return mutate_cell(request)

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-
-from search.protocol import MutationRequest, MutationResult
-from search.spaces.nb201 import (
+from archlore.search.protocol import MutationRequest, MutationResult
+from archlore.search.spaces.nb201 import (
     EDGES,
     NUM_ARCHS,
     NUM_EDGES,

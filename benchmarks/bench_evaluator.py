@@ -26,10 +26,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluator import EvalConfig, EvaluatorPool  # noqa: E402
-from evaluator.data import get_spec, load_dataset  # noqa: E402
-from evaluator.sandbox import warm_up  # noqa: E402
-from evaluator.train import augment  # noqa: E402
+from archlore.evaluator import EvalConfig, EvaluatorPool  # noqa: E402
+from archlore.evaluator.data import get_spec, load_dataset  # noqa: E402
+from archlore.evaluator.sandbox import warm_up  # noqa: E402
+from archlore.evaluator.train import augment  # noqa: E402
 
 EXAMPLE = (ROOT / "examples" / "resnet_tiny.py").read_text()
 

@@ -38,12 +38,12 @@ def _row(name: str, value: str, note: str = "") -> None:
 
 
 def bench_ingest(tmp: Path, n_pages: int) -> None:
-    from knowledge.chunking import chunk_segments, segment_pages
-    from knowledge.embed import MiniLMEmbedder
-    from knowledge.extract_base import PaperText
-    from knowledge.extract_offline import OfflineExtractor
-    from knowledge.pdf import read_pdf
-    from knowledge.store import KnowledgeStore
+    from archlore.knowledge.chunking import chunk_segments, segment_pages
+    from archlore.knowledge.embed import MiniLMEmbedder
+    from archlore.knowledge.extract_base import PaperText
+    from archlore.knowledge.extract_offline import OfflineExtractor
+    from archlore.knowledge.pdf import read_pdf
+    from archlore.knowledge.store import KnowledgeStore
 
     pdf = paper_pdfs.write_pdf(tmp / "long.pdf", paper_pdfs.long_paper_pages(n_pages, seed=0))
     warm = paper_pdfs.write_pdf(tmp / "warm.pdf", paper_pdfs.paper_pages())
@@ -92,11 +92,10 @@ def bench_ingest(tmp: Path, n_pages: int) -> None:
 
 def bench_query(tmp: Path, n_ideas: int, n_queries: int) -> None:
     import numpy as np
-
-    from knowledge.embed import MiniLMEmbedder
-    from knowledge.lexicon import CONCEPTS
-    from knowledge.schema import Idea
-    from knowledge.store import KnowledgeStore
+    from archlore.knowledge.embed import MiniLMEmbedder
+    from archlore.knowledge.lexicon import CONCEPTS
+    from archlore.knowledge.schema import Idea
+    from archlore.knowledge.store import KnowledgeStore
 
     rng = random.Random(0)
     words = ("deep wide shallow grouped dilated sparse gated mixed dynamic cyclic shifted local "
@@ -137,7 +136,7 @@ def bench_query(tmp: Path, n_ideas: int, n_queries: int) -> None:
         chroma_lat.append((time.perf_counter() - t) * 1e3)
     _row("  of which: chromadb HNSW query alone (compare)", f"{statistics.median(chroma_lat):.1f} ms",
          "median, vector given")
-    from knowledge.merge import matvec
+    from archlore.knowledge.merge import matvec
 
     m = store._dup_index().matrix
     t = time.perf_counter()

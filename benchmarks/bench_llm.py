@@ -31,15 +31,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-
-from agent.llm.local_server import ScriptedServer  # noqa: E402
-from agent.llm.openai_backend import OpenAIModel  # noqa: E402
-from agent.llm_mutator import LLMMutator  # noqa: E402
-from corpora import load_builtin_ideas  # noqa: E402
-from evaluator import policy  # noqa: E402
-from evaluator.cascade import build_model, check_shape  # noqa: E402
-from search.protocol import Constraints, MutationRequest, ParentInfo  # noqa: E402
-from search.spaces.open import OpenSpace  # noqa: E402
+from archlore.agent.llm.local_server import ScriptedServer  # noqa: E402
+from archlore.agent.llm.openai_backend import OpenAIModel  # noqa: E402
+from archlore.agent.llm_mutator import LLMMutator  # noqa: E402
+from archlore.corpora import load_builtin_ideas  # noqa: E402
+from archlore.evaluator import policy  # noqa: E402
+from archlore.evaluator.cascade import build_model, check_shape  # noqa: E402
+from archlore.search.protocol import Constraints, MutationRequest, ParentInfo  # noqa: E402
+from archlore.search.spaces.open import OpenSpace  # noqa: E402
 
 IDEA_IDS = ("squeeze-excitation", "gelu", "identity-shortcut", "head-dropout")
 BROKEN_CATEGORY = "regularization"  # category of IDEA_IDS[-1]: its scripted answers are broken

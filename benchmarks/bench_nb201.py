@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.cli.bench import offline_mutator  # noqa: E402
-from search.bench import (  # noqa: E402
+from archlore.agent.cli.bench import offline_mutator  # noqa: E402
+from archlore.search.bench import (  # noqa: E402
     BenchSpec,
     markdown_table,
     plot_curves,
@@ -31,7 +31,7 @@ from search.bench import (  # noqa: E402
     summarize,
     write_results,
 )
-from search.spaces.nb201_table import DATASETS  # noqa: E402
+from archlore.search.spaces.nb201_table import DATASETS  # noqa: E402
 
 
 def main() -> None:

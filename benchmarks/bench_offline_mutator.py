@@ -17,13 +17,12 @@ import time
 
 import numpy as np
 import torch
-
-from agent.offline import OfflineMutator
-from corpora import load_builtin_ideas
-from evaluator.cascade import build_model, check_shape
-from evaluator.policy import check_source
-from search.protocol import Constraints, MutationRequest, ParentInfo
-from search.spaces.open import OpenSpace, _measure_cached, measure, render
+from archlore.agent.offline import OfflineMutator
+from archlore.corpora import load_builtin_ideas
+from archlore.evaluator.cascade import build_model, check_shape
+from archlore.evaluator.policy import check_source
+from archlore.search.protocol import Constraints, MutationRequest, ParentInfo
+from archlore.search.spaces.open import OpenSpace, _measure_cached, measure, render
 
 
 def _valid(code: str, c: Constraints) -> bool:
@@ -108,7 +107,7 @@ def main() -> None:
 
 
 def space_spec(parent: ParentInfo):
-    from agent.offline import parent_spec
+    from archlore.agent.offline import parent_spec
 
     return parent_spec(parent)
 

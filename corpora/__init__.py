@@ -14,9 +14,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
+from archlore.knowledge.schema import Category, Idea, Paper, Provenance
 from pydantic import ValidationError
-
-from knowledge.schema import Category, Idea, Paper, Provenance
 
 __all__ = ["load_builtin_ideas", "load_builtin_papers", "CorpusError"]
 

@@ -4,12 +4,12 @@ Imports nothing else of archlore: it runs inside sandboxed workers. Importing th
 does not import torch; workers do.
 """
 
-from evaluator.containment import containment_report
-from evaluator.data import dataset_info, list_datasets
-from evaluator.policy import PolicyViolation, check_source
-from evaluator.pool import EvaluatorPool
-from evaluator.records import EvalConfig, Evaluation, StageTiming
-from evaluator.sandbox import run_candidate
+from archlore.evaluator.containment import containment_report
+from archlore.evaluator.data import dataset_info, list_datasets
+from archlore.evaluator.policy import PolicyViolation, check_source
+from archlore.evaluator.pool import EvaluatorPool
+from archlore.evaluator.records import EvalConfig, Evaluation, StageTiming
+from archlore.evaluator.sandbox import run_candidate
 
 
 def evaluate(code: str, cfg: EvalConfig | None = None) -> Evaluation:

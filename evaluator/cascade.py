@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from archlore.evaluator.data import Splits, get_spec, load_dataset
+from archlore.evaluator.records import EvalConfig, Evaluation, Stage, StageTiming
+from archlore.evaluator.train import TrainBudget, accuracy, train
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from evaluator.data import Splits, get_spec, load_dataset
-from evaluator.records import EvalConfig, Evaluation, Stage, StageTiming
-from evaluator.train import TrainBudget, accuracy, train
 
 Emit = Callable[[dict[str, Any]], None]
 CANDIDATE_FILENAME = "candidate.py"

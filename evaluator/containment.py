@@ -28,7 +28,7 @@ import resource
 import signal
 import sys
 
-from evaluator.records import EvalConfig
+from archlore.evaluator.records import EvalConfig
 
 NOT_APPLIED = "NOT APPLIED"
 _PR_SET_PDEATHSIG = 1
@@ -82,15 +82,24 @@ def _apply_rlimits(cfg: EvalConfig, cuda: bool) -> str:
     return "rlimits: " + ", ".join(applied)
 
 
+def _package_dirs(pkg) -> list[str]:
+    """The folders archlore's own modules load from (one per part in an editable install)."""
+    dirs = {os.path.dirname(os.path.abspath(pkg.__file__))}
+    for name in ("evaluator",):
+        mod = sys.modules.get(f"archlore.{name}")
+        if mod is not None and getattr(mod, "__file__", None):
+            dirs.add(os.path.dirname(os.path.abspath(mod.__file__)))
+    return sorted(dirs)
+
+
 def readable_paths(data_root: str | None) -> list[str]:
     """Where a worker may read: the Python installation, system libraries, the dataset
     directory, a few /proc and /sys files torch consults. Not /tmp, /home, /root, /work."""
     import site
 
-    import evaluator
-
+    import archlore
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(),
-             site.getusersitepackages(), os.path.dirname(os.path.abspath(evaluator.__file__)),
+             site.getusersitepackages(), *_package_dirs(archlore),
              "/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/etc/localtime",
              "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu",
              "/sys/fs/cgroup", "/dev/urandom", "/dev/random", "/dev/zero"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from evaluator.records import EvalConfig, Evaluation
-from evaluator.sandbox import run_candidate, warm_up
+from archlore.evaluator.records import EvalConfig, Evaluation
+from archlore.evaluator.sandbox import run_candidate, warm_up
 
 
 def visible_devices() -> list[str]:

@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Any
 
-from evaluator.containment import NOT_APPLIED
-from evaluator.data import DatasetError, check_available, resolve_root
-from evaluator.policy import first_violation
-from evaluator.records import EvalConfig, Evaluation, StageTiming
-from evaluator.zygote import Zygote
+from archlore.evaluator.containment import NOT_APPLIED
+from archlore.evaluator.data import DatasetError, check_available, resolve_root
+from archlore.evaluator.policy import first_violation
+from archlore.evaluator.records import EvalConfig, Evaluation, StageTiming
+from archlore.evaluator.zygote import Zygote
 
 log = logging.getLogger("archlore.evaluator")
 PROGRESS_FILE = "progress.jsonl"  # JSON lines the worker writes: stage, partial results, result

@@ -16,11 +16,10 @@ from typing import Any
 import sklearn.datasets  # noqa: F401 - preloaded for the digits loader
 import torch
 import torch._dynamo  # noqa: F401 - FlopCounterMode and optimizers import it lazily (~1 s)
-
-from evaluator.cascade import run_cascade
-from evaluator.containment import apply_containment
-from evaluator.records import EvalConfig
-from evaluator.sandbox import OUTPUT_FILE, PROGRESS_FILE
+from archlore.evaluator.cascade import run_cascade
+from archlore.evaluator.containment import apply_containment
+from archlore.evaluator.records import EvalConfig
+from archlore.evaluator.sandbox import OUTPUT_FILE, PROGRESS_FILE
 
 
 def child_main(code: str, cfg_json: str, device: str, work_dir: str) -> None:

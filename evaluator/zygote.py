@@ -30,7 +30,7 @@ def _serve() -> None:  # runs in the zygote process
     import ctypes
 
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    from evaluator.worker import child_main  # the expensive imports, once
+    from archlore.evaluator.worker import child_main  # the expensive imports, once
 
     out = sys.stdout
 
@@ -105,12 +105,11 @@ class Zygote:
     """Client side: starts the zygote process and forks workers through it. Thread-safe."""
 
     def __init__(self, env: dict[str, str]):
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # Started by module path from the installed package; -P keeps the working directory
+        # off sys.path so a stray torch.py (or archlore/) there cannot shadow the real one.
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from evaluator.zygote import _serve; _serve()"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env, cwd=root)
+            [sys.executable, "-P", "-m", "archlore.evaluator.zygote"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=dict(env), cwd=os.path.abspath(os.sep))
         self._lock = threading.Lock()
         self._next_id = 0
         self._pending: dict[int, Callable[[int], None]] = {}
@@ -194,3 +193,7 @@ class Zygote:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
+
+
+if __name__ == "__main__":
+    _serve()

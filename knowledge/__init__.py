@@ -4,7 +4,16 @@ Heavy parts load lazily: ``from knowledge import KnowledgeStore`` imports the st
 chromadb on first write/query, onnxruntime on first embedding) only when asked for.
 """
 
-from knowledge.schema import ArchEdit, Category, Chunk, Direction, Effect, Idea, Paper, Provenance
+from archlore.knowledge.schema import (
+    ArchEdit,
+    Category,
+    Chunk,
+    Direction,
+    Effect,
+    Idea,
+    Paper,
+    Provenance,
+)
 
 __all__ = ["ArchEdit", "Category", "Chunk", "Direction", "Effect", "Idea", "Paper", "Provenance",
            "KnowledgeStore", "Hit", "IngestSummary"]
@@ -12,11 +21,11 @@ __all__ = ["ArchEdit", "Category", "Chunk", "Direction", "Effect", "Idea", "Pape
 
 def __getattr__(name: str):
     if name in ("KnowledgeStore", "Hit"):
-        from knowledge import store
+        from archlore.knowledge import store
 
         return getattr(store, name)
     if name == "IngestSummary":
-        from knowledge.ingest import IngestSummary
+        from archlore.knowledge.ingest import IngestSummary
 
         return IngestSummary
     raise AttributeError(f"module 'knowledge' has no attribute {name!r}")

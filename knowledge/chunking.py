@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from knowledge.schema import Chunk
+from archlore.knowledge.schema import Chunk
 
 CHUNK_SIZE = 1100  # characters; ~240 MiniLM tokens, under its 256-token window
 CHUNK_OVERLAP = 120

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from knowledge.chunking import Segment
-from knowledge.schema import Idea
+from archlore.knowledge.chunking import Segment
+from archlore.knowledge.schema import Idea
 
 
 class ExtractionError(Exception):

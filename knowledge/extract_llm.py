@@ -18,10 +18,9 @@ import re
 import secrets
 from typing import Any
 
+from archlore.knowledge.extract_base import ExtractionError, PaperText, normalise_text, slugify
+from archlore.knowledge.schema import Category, Effect, Idea, Provenance
 from pydantic import BaseModel, Field, ValidationError
-
-from knowledge.extract_base import ExtractionError, PaperText, normalise_text, slugify
-from knowledge.schema import Category, Effect, Idea, Provenance
 
 
 class Evidence(BaseModel):

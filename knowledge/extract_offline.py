@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from knowledge.extract_base import PaperText, sentences
-from knowledge.lexicon import CONCEPTS, Concept
-from knowledge.schema import ArchEdit, Effect, Idea, Provenance
+from archlore.knowledge.extract_base import PaperText, sentences
+from archlore.knowledge.lexicon import CONCEPTS, Concept
+from archlore.knowledge.schema import ArchEdit, Effect, Idea, Provenance
 
 _NUMBER = re.compile(
     r"(?:[+\-−]\s?\d+(?:\.\d+)?\s?%|\bby\s+\d+(?:\.\d+)?\s?%|\d+(?:\.\d+)?\s?%\s+(?:top-[15]|"

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from knowledge.chunking import chunk_segments, segment_pages
-from knowledge.extract_base import ExtractionError, Extractor, PaperText
-from knowledge.pdf import MAX_BYTES, MAX_PAGES, PdfError, read_pdf
-from knowledge.schema import Paper
+from archlore.knowledge.chunking import chunk_segments, segment_pages
+from archlore.knowledge.extract_base import ExtractionError, Extractor, PaperText
+from archlore.knowledge.pdf import MAX_BYTES, MAX_PAGES, PdfError, read_pdf
+from archlore.knowledge.schema import Paper
 
 if TYPE_CHECKING:
-    from knowledge.store import KnowledgeStore
+    from archlore.knowledge.store import KnowledgeStore
 
 Progress = Callable[[Path, float, str], None]  # (file, fraction done in [0, 1], stage)
 
@@ -112,7 +112,7 @@ def ingest(store: KnowledgeStore, paths: Sequence[str | Path], extractor: Extrac
            max_pages: int = MAX_PAGES) -> IngestSummary:
     """Ingest every PDF in ``paths`` into ``store``; never raises for a bad file."""
     if extractor is None:
-        from knowledge.extract_offline import OfflineExtractor
+        from archlore.knowledge.extract_offline import OfflineExtractor
 
         extractor = OfflineExtractor()
     files, errors = expand_paths(paths)

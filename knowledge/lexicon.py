@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowledge.schema import Category, Direction
+from archlore.knowledge.schema import Category, Direction
 
 U, D, N, X = Direction.UP, Direction.DOWN, Direction.NEUTRAL, Direction.UNKNOWN
 

@@ -16,8 +16,7 @@ import re
 from typing import Any
 
 import numpy as np
-
-from knowledge.schema import Category, Idea
+from archlore.knowledge.schema import Category, Idea
 
 COSINE_THRESHOLD = 0.82
 CONTAINED_COSINE = 0.7

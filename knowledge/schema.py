@@ -9,7 +9,7 @@ Both are plain data here: knowledge/ does not know how they are applied.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal
 
@@ -109,7 +109,7 @@ class Paper(BaseModel):
     year: int | None = None
     pages: int = 0
     sha256: str
-    ingested_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    ingested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     idea_ids: list[str] = Field(default_factory=list)
     path: str = ""
 

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from knowledge.embed import CachedEmbedder, Embedder, default_embedder
-from knowledge.merge import DuplicateIndex, idea_text, matvec, merge_into
-from knowledge.schema import Category, Chunk, Idea, Paper
+from archlore.knowledge.embed import CachedEmbedder, Embedder, default_embedder
+from archlore.knowledge.merge import DuplicateIndex, idea_text, matvec, merge_into
+from archlore.knowledge.schema import Category, Chunk, Idea, Paper
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ class KnowledgeStore:
     def sync_corpus(self) -> int:
         """Load the built-in corpus if it is installed and changed; returns ideas upserted."""
         try:
-            from corpora import load_builtin_ideas  # type: ignore[attr-defined]
+            from archlore.corpora import load_builtin_ideas  # type: ignore[attr-defined]
         except ImportError:
             return 0
         try:
@@ -354,7 +353,7 @@ class KnowledgeStore:
     def ingest(self, paths: Sequence[str | Path], extractor=None,
                progress: Callable[[Path, float, str], None] | None = None, **limits: int):
         """Ingest PDFs (files, directories, globs); see ``knowledge.ingest.ingest``."""
-        from knowledge.ingest import ingest
+        from archlore.knowledge.ingest import ingest
 
         return ingest(self, paths, extractor=extractor, progress=progress, **limits)
 

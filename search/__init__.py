@@ -1,6 +1,6 @@
 """The search loop: strategies (FairNAD, baselines), engine, run store, reports."""
 
-from search.protocol import (
+from archlore.search.protocol import (
     Constraints,
     MutationRequest,
     MutationResult,
@@ -8,8 +8,8 @@ from search.protocol import (
     ParentInfo,
     Usage,
 )
-from search.records import Candidate, Proposal
-from search.registry import list_spaces, list_strategies, register_space, register_strategy
+from archlore.search.records import Candidate, Proposal
+from archlore.search.registry import list_spaces, list_strategies, register_space, register_strategy
 
 __all__ = [
     "Candidate", "Constraints", "MutationRequest", "MutationResult", "Mutator", "ParentInfo",

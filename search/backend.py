@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Protocol
 
-from evaluator.records import Evaluation
-from search.records import Candidate
+from archlore.evaluator.records import Evaluation
+from archlore.search.records import Candidate
 
 
 class EvaluationBackend(Protocol):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from evaluator.records import EvalConfig, Evaluation
-from search.records import Candidate
+from archlore.evaluator.records import EvalConfig, Evaluation
+from archlore.search.records import Candidate
 
 
 class PoolBackend:
@@ -21,7 +21,7 @@ class PoolBackend:
 
     def __init__(self, eval_config: EvalConfig, workers: int = 2,
                  devices: list[str] | None = None, pool: object | None = None) -> None:
-        from evaluator.pool import EvaluatorPool  # lazy: spawns worker machinery
+        from archlore.evaluator.pool import EvaluatorPool  # lazy: spawns worker machinery
 
         self.eval_config = eval_config
         self.workers = workers

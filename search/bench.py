@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from evaluator.records import Evaluation
-from search.protocol import Constraints, Mutator
-from search.records import Candidate
-from search.registry import STRATEGIES
-from search.spaces.nb201 import NB201Space, canonical
-from search.spaces.nb201_table import DATASETS, NB201Table, resolve_dataset
-from search.strategies.base import StrategyContext
+from archlore.evaluator.records import Evaluation
+from archlore.search.protocol import Constraints, Mutator
+from archlore.search.records import Candidate
+from archlore.search.registry import STRATEGIES
+from archlore.search.spaces.nb201 import NB201Space, canonical
+from archlore.search.spaces.nb201_table import DATASETS, NB201Table, resolve_dataset
+from archlore.search.strategies.base import StrategyContext
 
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200, 500)
 RESULT_COLUMNS = ("strategy", "dataset", "seed", "budget", "valid_acc", "test_acc", "arch")

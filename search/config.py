@@ -9,11 +9,11 @@ sized to finish in a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -72,7 +72,7 @@ class SearchConfig(BaseModel):
     def with_name(self) -> SearchConfig:
         if self.name:
             return self
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         return self.model_copy(update={"name": f"{self.strategy}-{self.dataset}-{stamp}"})
 
 

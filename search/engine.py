@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from evaluator.records import Evaluation
-from knowledge.schema import Idea
-from search.backend import EvaluationBackend
-from search.novelty import NoveltyFilter
-from search.pareto import non_dominated_mask, normalised_hypervolume, objectives
-from search.protocol import (
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Idea
+from archlore.search.backend import EvaluationBackend
+from archlore.search.novelty import NoveltyFilter
+from archlore.search.pareto import non_dominated_mask, normalised_hypervolume, objectives
+from archlore.search.protocol import (
     Constraints,
     MutationRequest,
     Mutator,
@@ -41,9 +40,9 @@ from search.protocol import (
     ParentInfo,
     Usage,
 )
-from search.records import Candidate, Proposal
-from search.store import RunStore
-from search.strategies.base import Strategy
+from archlore.search.records import Candidate, Proposal
+from archlore.search.store import RunStore
+from archlore.search.strategies.base import Strategy
 
 REPAIRABLE_STAGES = ("policy", "build", "shape", "cost")
 Progress = Callable[[dict[str, Any]], None]
@@ -329,7 +328,7 @@ class RunExists(RuntimeError):
 
 
 def _constraints(cfg: Any) -> Constraints:
-    from evaluator.data import dataset_info
+    from archlore.evaluator.data import dataset_info
 
     in_ch, classes, size = dataset_info(cfg.dataset)
     return Constraints(dataset=cfg.dataset, in_channels=in_ch, num_classes=classes,
@@ -359,10 +358,10 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
     given one only supplies the name. Returns a ``RunResult``; outputs (pareto.csv, .png, models,
     report.html) are written to the run directory unless ``write_outputs`` is False.
     """
-    from evaluator.records import EvalConfig
-    from search.config import SearchConfig
-    from search.registry import SPACES, STRATEGIES
-    from search.strategies.fairnad import load_ideas
+    from archlore.evaluator.records import EvalConfig
+    from archlore.search.config import SearchConfig
+    from archlore.search.registry import SPACES, STRATEGIES
+    from archlore.search.strategies.fairnad import load_ideas
 
     run_dir = Path(runs_root) / config.with_name().name
     fresh = not resume and not run_dir.exists()  # ours to remove if the run cannot start
@@ -395,7 +394,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         store.set_meta("hv_ref_acc", config.hv_ref_acc)
         ctx_options = {"n_seeds": config.n_seeds, "mutation": config.mutation.model_dump(),
                        "ideas": ideas, **config.options}
-        from search.strategies.base import StrategyContext
+        from archlore.search.strategies.base import StrategyContext
 
         strategy = STRATEGIES.get(config.strategy)(StrategyContext(
             space=space, seed=config.seed, constraints=constraints, mutator=mutator,
@@ -405,7 +404,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         if backend is None and make_backend is not None:  # table-backed spaces answer queries
             backend = make_backend(config)
         if backend is None:
-            from search.backends import PoolBackend
+            from archlore.search.backends import PoolBackend
 
             backend = PoolBackend(EvalConfig(
                 dataset=config.dataset, data_root=config.data_root, epochs=config.epochs,
@@ -437,7 +436,7 @@ def run_search(config: Any, runs_root: str | Path, *, mutator: Mutator | None = 
         store.set_meta("result", {"front": engine.front_ids(), "repaired": engine.repaired,
                                   "hypervolume": engine.front.hypervolume})
         if write_outputs:
-            from search.report import write_outputs as _write
+            from archlore.search.report import write_outputs as _write
 
             _write(store)
         return RunResult(name=config.name, run_dir=str(run_dir), status=status,

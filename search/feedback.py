@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evaluator.records import Evaluation
+from archlore.evaluator.records import Evaluation
 
 
 @dataclass

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Idea
 from pydantic import BaseModel, Field
-
-from evaluator.records import Evaluation
-from knowledge.schema import Idea
 
 Operator = Literal["init", "idea", "pareto", "refine", "crossover", "repair", "random", "mutate"]
 

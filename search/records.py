@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
+from archlore.evaluator.records import Evaluation
+from archlore.search.protocol import Operator, Usage
 from pydantic import BaseModel, Field
-
-from evaluator.records import Evaluation
-from search.protocol import Operator, Usage
 
 
 class Proposal(BaseModel):
@@ -33,7 +32,7 @@ class Candidate(Proposal):
     code_hash: str = ""
     status: Literal["pending", "evaluated", "duplicate"] = "pending"
     evaluation: Evaluation | None = None
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     evaluated_at: datetime | None = None
 
     @staticmethod

@@ -44,8 +44,8 @@ class Registry(Generic[T]):
 
 
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "strategy": ("search.strategies",),
-    "space": ("search.spaces",),
+    "strategy": ("archlore.search.strategies",),
+    "space": ("archlore.search.spaces",),
 }
 
 STRATEGIES: Registry = Registry("strategy")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from knowledge.schema import Idea
-from search.engine import FrontTracker, front_of, hypervolume_curve
-from search.feedback import IdeaStats
-from search.records import Candidate
-from search.store import RunStore
+from archlore.knowledge.schema import Idea
+from archlore.search.engine import FrontTracker, front_of, hypervolume_curve
+from archlore.search.feedback import IdeaStats
+from archlore.search.records import Candidate
+from archlore.search.store import RunStore
 
 CSV_FIELDS = ["id", "val_acc", "test_acc", "mmacs", "macs", "params", "operator", "idea_id",
               "category", "parents", "model_file"]

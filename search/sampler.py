@@ -13,9 +13,8 @@ import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
-
-from knowledge.schema import Idea
-from search.feedback import IdeaStats
+from archlore.knowledge.schema import Idea
+from archlore.search.feedback import IdeaStats
 
 
 class FairIdeaSampler:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evaluator.records import Evaluation
-from knowledge.schema import Idea
-from search.protocol import Usage
-from search.records import Candidate
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Idea
+from archlore.search.protocol import Usage
+from archlore.search.records import Candidate
 
 DB_NAME = "run.db"
 
@@ -118,7 +118,7 @@ class RunStore:
 
     def set_evaluation(self, cid: int, ev: Evaluation) -> datetime:
         """Record the evaluation of a pending candidate (one transaction)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cur = self.db.execute(
             "UPDATE candidates SET status='evaluated', eval_status=?, val_acc=?, test_acc=?,"
             " macs=?, params=?, evaluation=?, evaluated_at=? WHERE id=?",

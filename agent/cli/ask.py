@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from archlore.agent import config as paths
 from rich.console import Console
 from rich.markup import escape
-
-from agent import config as paths
 
 console = Console()
 err_console = Console(stderr=True)
@@ -59,7 +58,7 @@ def targeted_ideas(goal, ideas: list) -> list:
 def best_for_goal(candidates: list, ideas: dict, goal) -> tuple[Any, list] | None:
     """The valid candidate with the best validation accuracy whose lineage uses every required
     category and no excluded one; with its lineage (root first)."""
-    from search.report import lineage
+    from archlore.search.report import lineage
 
     by_id = {c.id: c for c in candidates}
     best = None
@@ -131,15 +130,15 @@ def ask_cmd(
     """Find a model for a request in plain words. Caps: "under 50 MFLOPs" / "MMACs" (archlore
     counts FLOPs = MACs per image), "200k params"; categories: "uses attention", "without
     dropout"."""
-    from agent.goal import GoalParseError, parse_goal
-    from agent.llm import BudgetExceeded, LLMError
-    from agent.llm_mutator import valid_rate_by_mode
-    from agent.mutators import make_mutator
+    from archlore.agent.goal import GoalParseError, parse_goal
+    from archlore.agent.llm import BudgetExceeded, LLMError
+    from archlore.agent.llm_mutator import valid_rate_by_mode
+    from archlore.agent.mutators import make_mutator
 
     try:
         chat_model = None
         if llm != "offline":
-            from agent.llm import create_model
+            from archlore.agent.llm import create_model
 
             cfg_llm = dict(model=model, base_url=base_url, max_total_tokens=max_tokens_total,
                            cassette=str(cassette) if cassette else None,
@@ -151,7 +150,7 @@ def ask_cmd(
         if chat_model is None:
             mutator = make_mutator("offline")
         else:
-            from agent.llm_mutator import LLMMutator
+            from archlore.agent.llm_mutator import LLMMutator
 
             mutator = LLMMutator(chat_model, mode=mode)
     except (GoalParseError, ValueError, LLMError, ImportError) as exc:
@@ -160,10 +159,10 @@ def ask_cmd(
     if chat_model is not None:
         mutator = _GoalMutator(mutator, goal.instruction())
 
-    from search.config import SearchConfig
-    from search.engine import RunExists, run_search
-    from search.store import RunStore
-    from search.strategies.fairnad import load_ideas
+    from archlore.search.config import SearchConfig
+    from archlore.search.engine import RunExists, run_search
+    from archlore.search.store import RunStore
+    from archlore.search.strategies.fairnad import load_ideas
 
     try:
         source = _knowledge_source(knowledge)
@@ -177,7 +176,7 @@ def ask_cmd(
         if workers is not None:
             fields["workers"] = workers
         cfg = SearchConfig(**{k: v for k, v in fields.items() if v is not None}).with_name()
-        from evaluator.data import check_available
+        from archlore.evaluator.data import check_available
 
         check_available(cfg.dataset, data_root)
     except (ValueError, RunExists) as exc:
@@ -249,7 +248,7 @@ def _knowledge_source(path: str | None):
     root = Path(path) if path else paths.knowledge_dir()
     if not path and not any(root.iterdir()):
         return None
-    from knowledge.store import KnowledgeStore, StoreError
+    from archlore.knowledge.store import KnowledgeStore, StoreError
 
     try:
         return KnowledgeStore(root)

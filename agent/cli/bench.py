@@ -19,17 +19,17 @@ console = Console()
 def offline_mutator():  # module level: picklable for worker processes
     """The general offline mutator (it hands NB201 requests to agent.offline_nb201)."""
     try:
-        from agent.offline import OfflineMutator
+        from archlore.agent.offline import OfflineMutator
 
         return OfflineMutator()
     except ImportError:
-        from agent.offline_nb201 import NB201OfflineMutator
+        from archlore.agent.offline_nb201 import NB201OfflineMutator
 
         return NB201OfflineMutator()
 
 
 def _llm_mutator(llm: str, model: str | None):
-    from agent.mutators import make_mutator
+    from archlore.agent.mutators import make_mutator
 
     return make_mutator(llm, model=model)
 
@@ -64,7 +64,7 @@ def nb201(
 ) -> None:
     """Run strategies on the NAS-Bench-201 table: select by validation accuracy, report the
     test accuracy of the selected cell. Writes OUT/results.csv, OUT/curves.png, OUT/summary.md."""
-    from search.bench import (
+    from archlore.search.bench import (
         BenchSpec,
         markdown_table,
         plot_curves,
@@ -74,8 +74,8 @@ def nb201(
         summarize,
         write_results,
     )
-    from search.registry import list_strategies
-    from search.spaces.nb201_table import DATASETS, resolve_dataset
+    from archlore.search.registry import list_strategies
+    from archlore.search.spaces.nb201_table import DATASETS, resolve_dataset
 
     if table is None:
         raise typer.BadParameter("give the table with --table PATH or ARCHLORE_NB201_TABLE",
@@ -147,7 +147,7 @@ def nb201_convert(
     hp: str = typer.Option("200", help="Training epochs of the accuracies (200 or 12)."),
 ) -> None:
     """Convert the official NAS-Bench-201 / NATS-Bench data to archlore's CSV."""
-    from search.spaces.nb201_table import convert_api, load_api
+    from archlore.search.spaces.nb201_table import convert_api, load_api
 
     try:
         api = load_api(source)

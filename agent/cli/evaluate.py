@@ -64,14 +64,14 @@ def evaluate_command(
 ) -> None:
     """Score MODEL.py: static policy, contained worker, shape check, MACs/params, proxy
     training, validation and test accuracy. Exit code 1 unless the status is ok."""
-    from evaluator import EvalConfig, evaluate
+    from archlore.evaluator import EvalConfig, evaluate
 
     cfg = EvalConfig(dataset=dataset, epochs=epochs, max_steps=max_steps,
                      max_train_seconds=max_train_seconds, batch_size=batch_size, lr=lr,
                      max_mmacs=max_mflops, max_params=max_params, seed=seed, device=device,
                      data_root=str(data_root) if data_root else None, timeout_s=timeout,
                      cpu_threads=threads)
-    from evaluator.data import DatasetError, get_spec
+    from archlore.evaluator.data import DatasetError, get_spec
 
     try:
         get_spec(dataset)

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import typer
+from archlore.agent import config
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from agent import config
 
 console = Console()
 err_console = Console(stderr=True)
@@ -20,7 +19,7 @@ ideas_app = typer.Typer(help="Browse and search the design ideas in the knowledg
 
 
 def _store():
-    from knowledge.store import KnowledgeStore, StoreError
+    from archlore.knowledge.store import KnowledgeStore, StoreError
 
     try:
         return KnowledgeStore(config.knowledge_dir())
@@ -31,11 +30,11 @@ def _store():
 
 def _extractor(llm: str, model: str | None):
     if llm == "offline":
-        from knowledge.extract_offline import OfflineExtractor
+        from archlore.knowledge.extract_offline import OfflineExtractor
 
         return OfflineExtractor()
-    from agent.llm.registry import create_model
-    from knowledge.extract_llm import LLMExtractor
+    from archlore.agent.llm.registry import create_model
+    from archlore.knowledge.extract_llm import LLMExtractor
 
     cfg = {"model": model} if model else {}
     return LLMExtractor(create_model(llm, **cfg))
@@ -87,7 +86,7 @@ def ingest_cmd(
 @ideas_app.command("schema")
 def schema_cmd() -> None:
     """Print the JSON schema of an Idea (the template the LLM extractor fills)."""
-    from knowledge.schema import Idea
+    from archlore.knowledge.schema import Idea
 
     typer.echo(json.dumps(Idea.model_json_schema(), indent=2))
 
@@ -95,7 +94,7 @@ def schema_cmd() -> None:
 def _category(value: str | None):
     if value is None:
         return None
-    from knowledge.schema import Category
+    from archlore.knowledge.schema import Category
 
     try:
         return Category(value)

@@ -10,8 +10,7 @@ import importlib
 from pathlib import Path
 
 import typer
-
-from agent import config
+from archlore.agent import config
 
 app = typer.Typer(
     name="archlore",
@@ -22,11 +21,11 @@ app = typer.Typer(
 )
 
 _COMMAND_MODULES = (
-    "agent.cli.evaluate",  # archlore evaluate
-    "agent.cli.ideas",  # archlore ingest, archlore ideas ...
-    "agent.cli.search_cmds",  # archlore search, report, runs
-    "agent.cli.ask",  # archlore ask
-    "agent.cli.bench",  # archlore bench nb201
+    "archlore.agent.cli.evaluate",  # archlore evaluate
+    "archlore.agent.cli.ideas",  # archlore ingest, archlore ideas ...
+    "archlore.agent.cli.search_cmds",  # archlore search, report, runs
+    "archlore.agent.cli.ask",  # archlore ask
+    "archlore.agent.cli.bench",  # archlore bench nb201
 )
 
 

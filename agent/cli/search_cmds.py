@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from archlore.agent import config as paths
 from rich.console import Console
 from rich.table import Table
-
-from agent import config as paths
 
 console = Console()
 err_console = Console(stderr=True)
@@ -54,7 +53,7 @@ class _LiveView:
 
 
 def _knowledge(path: str | None):
-    from knowledge.store import KnowledgeStore, StoreError
+    from archlore.knowledge.store import KnowledgeStore, StoreError
 
     try:
         return KnowledgeStore(Path(path) if path else paths.knowledge_dir())
@@ -110,9 +109,9 @@ def search_cmd(
 ) -> None:
     """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,
     built-in corpus, 2 workers -- a few minutes on 2 CPU cores."""
-    from search.config import ConfigError, build_config
-    from search.engine import ResumeMismatch, RunExists, run_search
-    from search.store import RunStoreError
+    from archlore.search.config import ConfigError, build_config
+    from archlore.search.engine import ResumeMismatch, RunExists, run_search
+    from archlore.search.store import RunStoreError
 
     overrides = dict(name=resume or name, seed=seed, budget=budget, dataset=dataset,
                      data_root=data_root, space=space, strategy=strategy, llm=llm, model=model,
@@ -121,7 +120,7 @@ def search_cmd(
                      repair_turns=repair_turns, n_seeds=n_seeds)
     try:
         if resume:
-            from search.store import RunStore
+            from archlore.search.store import RunStore
 
             with RunStore(paths.runs_dir() / resume, create=False) as st:
                 saved = st.get_meta("config")
@@ -143,7 +142,7 @@ def search_cmd(
                 options = dict(cfg.options)
                 options["llm"] = {**options.get("llm", {}), **llm_given}
                 cfg = cfg.model_copy(update={"options": options})
-        from agent.mutators import make_mutator
+        from archlore.agent.mutators import make_mutator
 
         mutator = make_mutator(cfg.llm, model=cfg.model, **cfg.options.get("llm", {}))
         kn = _knowledge(cfg.knowledge)
@@ -188,8 +187,8 @@ def search_cmd(
 
 def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore runs list`).")) -> None:
     """Rebuild a run's outputs (pareto.csv, pareto.png, models/, report.html) from its store."""
-    from search.report import write_outputs
-    from search.store import RunStore, RunStoreError
+    from archlore.search.report import write_outputs
+    from archlore.search.store import RunStore, RunStoreError
 
     try:
         with RunStore(paths.runs_dir() / name, create=False) as store:
@@ -203,7 +202,7 @@ def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore run
 @runs_app.command("list")
 def runs_list() -> None:
     """Runs in the data directory: name, strategy, dataset, candidates, best, status."""
-    from search.store import RunStore
+    from archlore.search.store import RunStore
 
     table = Table("name", "strategy", "space", "dataset", "candidates", "valid", "best val acc",
                   "status")

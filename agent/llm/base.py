@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 
+from archlore.search.protocol import MutatorExhausted, Usage
 from pydantic import BaseModel, Field
-
-from search.protocol import MutatorExhausted, Usage
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 

@@ -12,9 +12,9 @@ import email.utils
 import logging
 import time
 
-from agent.llm.base import ChatResponse, LLMError, Message, Model
-from agent.llm.settings import LLMSettings
-from search.protocol import Usage
+from archlore.agent.llm.base import ChatResponse, LLMError, Message, Model
+from archlore.agent.llm.settings import LLMSettings
+from archlore.search.protocol import Usage
 
 log = logging.getLogger(__name__)
 

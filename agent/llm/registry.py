@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.llm.base import Model
+from archlore.agent.llm.base import Model
 
 _BACKENDS: dict[str, Callable[..., Model]] = {}
 
@@ -35,7 +35,7 @@ def create_model(name: str, **cfg) -> Model:
     record = cfg.pop("record", None)
     model = _BACKENDS[name](**cfg)
     if record:
-        from agent.llm.replay import RecordingModel
+        from archlore.agent.llm.replay import RecordingModel
 
         model = RecordingModel(model, record)
     return model
@@ -45,15 +45,15 @@ def create_model(name: str, **cfg) -> Model:
 def _openai(**cfg) -> Model:
     """Options: base_url, api_key, model, timeout_s, max_retries, max_total_tokens,
     max_cost_usd (None values fall back to env / defaults)."""
-    from agent.llm.openai_backend import OpenAIModel
+    from archlore.agent.llm.openai_backend import OpenAIModel
 
     return OpenAIModel(**{k: v for k, v in cfg.items() if v is not None})
 
 
 @register_backend("replay")
 def _replay(cassette: str | None = None, **_ignored) -> Model:
-    from agent.llm.replay import ReplayModel
-    from agent.llm.settings import LLMSettings
+    from archlore.agent.llm.replay import ReplayModel
+    from archlore.agent.llm.settings import LLMSettings
 
     path = cassette or LLMSettings().cassette
     if not path:
@@ -63,6 +63,6 @@ def _replay(cassette: str | None = None, **_ignored) -> Model:
 
 @register_backend("scripted")
 def _scripted(answers: list[str] | None = None, **_ignored) -> Model:
-    from agent.llm.scripted import ScriptedModel
+    from archlore.agent.llm.scripted import ScriptedModel
 
     return ScriptedModel(answers=answers)

@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from agent.llm.base import BudgetExceeded, ChatResponse, LLMError, Message, Model
+from archlore.agent.llm.base import BudgetExceeded, ChatResponse, LLMError, Message, Model
 
 
 class CassetteMiss(LLMError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.llm.base import Budget, ChatResponse, LLMError, Message, Model
-from search.protocol import Usage
+from archlore.agent.llm.base import Budget, ChatResponse, LLMError, Message, Model
+from archlore.search.protocol import Usage
 
 
 class ScriptedModel(Model):

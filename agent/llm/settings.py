@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 
+from archlore.agent.llm.base import Budget, Price
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from agent.llm.base import Budget, Price
 
 # US dollars per million tokens; unknown models (local servers) cost nothing.
 DEFAULT_PRICES: dict[str, Price] = {

@@ -18,8 +18,7 @@ import itertools
 from typing import Any
 
 import numpy as np
-
-from search.registry import register_space
+from archlore.search.registry import register_space
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (to_node, from_node) for each of the 6 edges, in canonical string order.
@@ -218,7 +217,11 @@ class NB201Space:
 
     def make_backend(self, config: Any) -> Any:
         """The table backend for a search run (``config.table`` or ``$ARCHLORE_NB201_TABLE``)."""
-        from search.spaces.nb201_table import NB201Table, NB201TableBackend, resolve_dataset
+        from archlore.search.spaces.nb201_table import (
+            NB201Table,
+            NB201TableBackend,
+            resolve_dataset,
+        )
 
         table = NB201Table(getattr(config, "table", None), resolve_dataset(config.dataset))
         return NB201TableBackend(table, workers=1)
@@ -285,7 +288,7 @@ class NB201Space:
     # code ---------------------------------------------------------------
     def render(self, arch: str, cells_per_stage: int | None = None) -> str:
         """Trainable ``Net`` source following the NAS-Bench-201 macro skeleton."""
-        from search.spaces.nb201_render import render_net
+        from archlore.search.spaces.nb201_render import render_net
 
         n = self.cells_per_stage if cells_per_stage is None else cells_per_stage
         return render_net(arch, cells_per_stage=n)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from evaluator.records import Evaluation
-from search.records import Candidate
-from search.spaces.nb201 import ArchError, canonical
+from archlore.evaluator.records import Evaluation
+from archlore.search.records import Candidate
+from archlore.search.spaces.nb201 import ArchError, canonical
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet16-120")
 TABLE_ENV = "ARCHLORE_NB201_TABLE"

@@ -14,12 +14,19 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
-from search.protocol import Constraints
-from search.registry import register_space
-from search.spaces.open_moves import ALL_MOVES, GROW_MOVES, INVERSE_MOVE, SHRINK_MOVES
-from search.spaces.open_render import channels, render
-from search.spaces.open_spec import ArchSpec, Head, Init, Stage, Stem, apply_edit, apply_edits
+from archlore.search.protocol import Constraints
+from archlore.search.registry import register_space
+from archlore.search.spaces.open_moves import ALL_MOVES, GROW_MOVES, INVERSE_MOVE, SHRINK_MOVES
+from archlore.search.spaces.open_render import channels, render
+from archlore.search.spaces.open_spec import (
+    ArchSpec,
+    Head,
+    Init,
+    Stage,
+    Stem,
+    apply_edit,
+    apply_edits,
+)
 
 __all__ = ["ArchSpec", "Stage", "Stem", "Head", "Init", "OpenSpace", "apply_edit", "apply_edits",
            "render", "measure", "fits", "SHRINK_MOVES", "GROW_MOVES", "INVERSE_MOVE", "ALL_MOVES"]

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from knowledge.schema import ArchEdit
-from search.protocol import Constraints
-from search.spaces.open_spec import ArchSpec, Stage, apply_edit
+from archlore.knowledge.schema import ArchEdit
+from archlore.search.protocol import Constraints
+from archlore.search.spaces.open_spec import ArchSpec, Stage, apply_edit
 
 Rng = np.random.Generator | None
 Move = Callable[[ArchSpec, Constraints, Rng], "ArchSpec | None"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from search.spaces.open_spec import SPEC_HEADER, ArchSpec, Stage
+from archlore.search.spaces.open_spec import SPEC_HEADER, ArchSpec, Stage
 
 _NORM = {
     "bn": "nn.BatchNorm2d(channels)",

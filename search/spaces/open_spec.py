@@ -18,9 +18,8 @@ import json
 import re
 from typing import Any, Literal
 
+from archlore.knowledge.schema import ArchEdit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from knowledge.schema import ArchEdit
 
 Block = Literal["plain", "basic", "bottleneck", "mbconv", "fused", "convnext", "dwsep", "dense",
                 "inception"]

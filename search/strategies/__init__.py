@@ -1,4 +1,4 @@
 """Built-in strategies; importing this package registers them
 ("fairnad", "llmatic", "random", "rea")."""
 
-from search.strategies import fairnad, llmatic, random_search, rea  # noqa: F401
+from archlore.search.strategies import fairnad, llmatic, random_search, rea  # noqa: F401

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from search.protocol import Constraints, Mutator
-from search.records import Candidate, Proposal
+from archlore.search.protocol import Constraints, Mutator
+from archlore.search.records import Candidate, Proposal
 
 
 @dataclass

@@ -26,15 +26,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from knowledge.schema import Direction, Idea
-from search.feedback import IdeaStats, describe_outcome
-from search.pareto import crowding_distance, non_dominated_mask, objectives
-from search.protocol import MutationRequest, ParentInfo
-from search.records import Candidate, Proposal
-from search.registry import register_strategy
-from search.sampler import FairIdeaSampler
-from search.strategies.base import Strategy, StrategyContext
+from archlore.knowledge.schema import Direction, Idea
+from archlore.search.feedback import IdeaStats, describe_outcome
+from archlore.search.pareto import crowding_distance, non_dominated_mask, objectives
+from archlore.search.protocol import MutationRequest, ParentInfo
+from archlore.search.records import Candidate, Proposal
+from archlore.search.registry import register_strategy
+from archlore.search.sampler import FairIdeaSampler
+from archlore.search.strategies.base import Strategy, StrategyContext
 
 OPERATORS = ("idea", "pareto", "refine", "crossover")
 DEFAULT_MIX = {"idea": 0.4, "pareto": 0.3, "refine": 0.15, "crossover": 0.15}
@@ -49,7 +48,7 @@ GOAL_CUT_MACS = "shrink"
 def load_ideas(knowledge: Any) -> list[Idea]:
     """Ideas from a knowledge store (``.ideas()``), a list of ideas, or the built-in corpus."""
     if knowledge is None:
-        from corpora import load_builtin_ideas  # type: ignore[attr-defined]
+        from archlore.corpora import load_builtin_ideas  # type: ignore[attr-defined]
 
         return list(load_builtin_ideas())
     if hasattr(knowledge, "ideas"):

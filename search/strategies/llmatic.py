@@ -27,12 +27,11 @@ import re
 from typing import Any
 
 import numpy as np
-
-from knowledge.schema import Category, Idea
-from search.protocol import MutationRequest, ParentInfo
-from search.records import Candidate, Proposal
-from search.registry import register_strategy
-from search.strategies.base import Strategy, StrategyContext
+from archlore.knowledge.schema import Category, Idea
+from archlore.search.protocol import MutationRequest, ParentInfo
+from archlore.search.records import Candidate, Proposal
+from archlore.search.registry import register_strategy
+from archlore.search.strategies.base import Strategy, StrategyContext
 
 # LLMatic's NAS-Bench-201 prompts (paper, App. A) and the cell ops they mean.
 NB201_PROMPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -298,7 +297,7 @@ def _vary(ctx: StrategyContext, parents: list[str], rng: np.random.Generator
         arch = (space.crossover(parents[0], parents[1], rng) if len(parents) > 1
                 else space.mutate(parents[0], rng))
         return arch, (space.render(arch) if getattr(space, "needs_code", True) else None)
-    from search.spaces.open import ArchSpec
+    from archlore.search.spaces.open import ArchSpec
 
     specs = [ArchSpec.model_validate_json(p) for p in parents]
     spec = (space.crossover(specs[0], specs[1], rng) if len(specs) > 1
@@ -313,7 +312,7 @@ def _describe(ctx: StrategyContext, arch: str) -> dict[str, Any]:
     try:
         if hasattr(space, "sample"):
             return space.describe(arch)
-        from search.spaces.open import ArchSpec
+        from archlore.search.spaces.open import ArchSpec
 
         return space.describe(ArchSpec.model_validate_json(arch))
     except ValueError:

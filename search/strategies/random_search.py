@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.records import Candidate, Proposal
-from search.registry import register_strategy
-from search.strategies.base import Strategy, StrategyContext
+from archlore.search.records import Candidate, Proposal
+from archlore.search.registry import register_strategy
+from archlore.search.strategies.base import Strategy, StrategyContext
 
 
 def proposal_for(ctx: StrategyContext, arch: str, **fields: Any) -> Proposal:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from search.records import Candidate, Proposal
-from search.registry import register_strategy
-from search.strategies.base import Strategy, StrategyContext
-from search.strategies.random_search import proposal_for
+from archlore.search.records import Candidate, Proposal
+from archlore.search.registry import register_strategy
+from archlore.search.strategies.base import Strategy, StrategyContext
+from archlore.search.strategies.random_search import proposal_for
 
 
 @register_strategy("rea")

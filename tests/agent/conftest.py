@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.llm.local_server import ScriptedServer
-from agent.llm.openai_backend import OpenAIModel
+from archlore.agent.llm.local_server import ScriptedServer
+from archlore.agent.llm.openai_backend import OpenAIModel
 
 PARENT = '''import torch
 import torch.nn as nn

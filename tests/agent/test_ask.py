@@ -6,14 +6,13 @@ import itertools
 import json
 
 import pytest
+from archlore.agent.cli.ask import best_for_goal, targeted_ideas
+from archlore.agent.cli.main import app
+from archlore.agent.goal import parse_goal
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Category, Idea
+from archlore.search.records import Candidate
 from typer.testing import CliRunner
-
-from agent.cli.ask import best_for_goal, targeted_ideas
-from agent.cli.main import app
-from agent.goal import parse_goal
-from evaluator.records import Evaluation
-from knowledge.schema import Category, Idea
-from search.records import Candidate
 
 SE_NET = '''import torch
 import torch.nn as nn

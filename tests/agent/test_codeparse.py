@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.codeparse import (
+from archlore.agent.codeparse import (
     CodeParseError,
     EditApplyError,
     apply_edit_blocks,
     extract_code,
     parse_edit_blocks,
 )
+
 from tests.agent.conftest import PARENT
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from agent.goal import Goal, GoalParseError, parse_goal
-from knowledge.schema import Category as C
+from archlore.agent.goal import Goal, GoalParseError, parse_goal
+from archlore.knowledge.schema import Category as C
 
 
 @pytest.mark.parametrize("text,dataset,mmacs,params,required,excluded", [
@@ -90,7 +89,7 @@ def test_llm_goal_retried_once_then_rules(server, make_model):
 
 
 def test_llm_goal_falls_back_when_server_rejects_json_schema(server, make_model):
-    from agent.llm.local_server import Reply
+    from archlore.agent.llm.local_server import Reply
 
     good = {"dataset": "digits", "max_mmacs": 2, "max_params": None,
             "required_categories": [], "excluded_categories": [], "text": ""}

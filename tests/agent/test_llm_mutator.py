@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from archlore.agent.llm import BudgetExceeded
+from archlore.agent.llm.local_server import Reply
+from archlore.agent.llm_mutator import LLMMutator
+from archlore.evaluator import policy
+from archlore.evaluator.cascade import build_model, check_shape, count_macs
+from archlore.evaluator.records import Evaluation
+from archlore.knowledge.schema import Category, Idea, Provenance
+from archlore.search.protocol import Constraints, MutationRequest, ParentInfo
 
-from agent.llm import BudgetExceeded
-from agent.llm.local_server import Reply
-from agent.llm_mutator import LLMMutator
-from evaluator import policy
-from evaluator.cascade import build_model, check_shape, count_macs
-from evaluator.records import Evaluation
-from knowledge.schema import Category, Idea, Provenance
-from search.protocol import Constraints, MutationRequest, ParentInfo
 from tests.agent.conftest import PARENT
 
 DIGITS = Constraints(dataset="digits", in_channels=1, num_classes=10, image_size=8,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from archlore.agent.llm.openai_backend import OpenAIModel
+from archlore.agent.llm.replay import RecordingModel
+from archlore.agent.llm_mutator import LLMMutator
+from archlore.agent.mutators import make_mutator
+from archlore.search.protocol import MutationRequest, Mutator, ParentInfo
 
-from agent.llm.openai_backend import OpenAIModel
-from agent.llm.replay import RecordingModel
-from agent.llm_mutator import LLMMutator
-from agent.mutators import make_mutator
-from search.protocol import MutationRequest, Mutator, ParentInfo
 from tests.agent.conftest import PARENT
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from agent.offline import OfflineMutator, parent_spec
-from corpora import load_builtin_ideas
-from evaluator.cascade import build_model, check_shape, count_macs, count_params
-from evaluator.policy import check_source
-from evaluator.records import Evaluation
-from search.protocol import Constraints, MutationRequest, Mutator, ParentInfo
-from search.spaces.open import ArchSpec, OpenSpace, apply_edits, render
+from archlore.agent.offline import OfflineMutator, parent_spec
+from archlore.corpora import load_builtin_ideas
+from archlore.evaluator.cascade import build_model, check_shape, count_macs, count_params
+from archlore.evaluator.policy import check_source
+from archlore.evaluator.records import Evaluation
+from archlore.search.protocol import Constraints, MutationRequest, Mutator, ParentInfo
+from archlore.search.spaces.open import ArchSpec, OpenSpace, apply_edits, render
 
 DIGITS = Constraints()
 CIFAR = Constraints(dataset="cifar10", in_channels=3, image_size=32)
@@ -197,8 +196,8 @@ def test_parent_without_spec_starts_from_a_seed():
 
 
 def test_nb201_requests_are_delegated():
-    pytest.importorskip("agent.offline_nb201")
-    from agent.offline_nb201 import mutate_cell
+    pytest.importorskip("archlore.agent.offline_nb201")
+    from archlore.agent.offline_nb201 import mutate_cell
 
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
     req = MutationRequest(operator="idea", space="nb201", idea=IDEAS["identity-shortcut"],
@@ -209,7 +208,7 @@ def test_nb201_requests_are_delegated():
 def test_refine_reads_the_verdict_not_words_in_the_previous_notes():
     """FairNAD's feedback line quotes the child's notes, e.g. "undoing wider (feedback: worse)",
     before the engine's verdict; a better child must have its move repeated, not undone."""
-    from search.feedback import describe_outcome
+    from archlore.search.feedback import describe_outcome
 
     parent = _parent(OpenSpace().seeds()[1])
     ok = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
@@ -230,7 +229,7 @@ def test_refine_reads_the_verdict_not_words_in_the_previous_notes():
 def test_refine_sees_the_move_through_fairnad_feedback():
     """The offline mutator's notes end with "; estimate ..."; the feedback line must still
     quote the move, so a refine can repeat it after a better child."""
-    from search.feedback import describe_outcome
+    from archlore.search.feedback import describe_outcome
 
     parent = _parent(OpenSpace().seeds()[1])
     for seed in range(40):  # a move that can be made again (deeper / wider)

@@ -6,10 +6,9 @@ import socket
 import time
 
 import pytest
-
-from agent.llm import BudgetExceeded, LLMError, create_model, list_backends
-from agent.llm.base import Price
-from agent.llm.local_server import Reply
+from archlore.agent.llm import BudgetExceeded, LLMError, create_model, list_backends
+from archlore.agent.llm.base import Price
+from archlore.agent.llm.local_server import Reply
 
 HI = [{"role": "user", "content": "hello model"}]
 

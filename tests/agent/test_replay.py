@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from archlore.agent.llm import LLMError, create_model
+from archlore.agent.llm.replay import CassetteMiss, RecordingModel, ReplayModel
+from archlore.agent.llm.scripted import ScriptedModel
+from archlore.agent.llm_mutator import LLMMutator
+from archlore.agent.mutators import make_mutator
+from archlore.search.protocol import MutationRequest, ParentInfo
 
-from agent.llm import LLMError, create_model
-from agent.llm.replay import CassetteMiss, RecordingModel, ReplayModel
-from agent.llm.scripted import ScriptedModel
-from agent.llm_mutator import LLMMutator
-from agent.mutators import make_mutator
-from search.protocol import MutationRequest, ParentInfo
 from tests.agent.conftest import PARENT
 
 
@@ -53,7 +53,7 @@ def test_replay_reproduces_recorded_run_without_server(server, make_model, tmp_p
 def test_a_failed_call_is_recorded_and_replayed_as_a_failure(server, make_model, tmp_path):
     """The same request failing, then succeeding: replay must fail the first and answer the
     second, not hand the second's answer to the first."""
-    from agent.llm.local_server import Reply
+    from archlore.agent.llm.local_server import Reply
 
     cassette = tmp_path / "fail.jsonl"
     server.script = [Reply(status=400, text="bad request"), "second try works"]
@@ -74,8 +74,8 @@ def test_a_failed_call_is_recorded_and_replayed_as_a_failure(server, make_model,
 
 def test_a_spent_budget_is_recorded_and_stops_the_replay_at_the_same_call(server, make_model,
                                                                           tmp_path):
-    from agent.llm import BudgetExceeded
-    from agent.llm.local_server import Reply
+    from archlore.agent.llm import BudgetExceeded
+    from archlore.agent.llm.local_server import Reply
 
     cassette = tmp_path / "budget.jsonl"
     server.script = [Reply("one", prompt_tokens=20, completion_tokens=20)]

@@ -6,11 +6,10 @@ import re
 from collections import Counter
 
 import pytest
-
-from corpora import load_builtin_ideas, load_builtin_papers
-from knowledge.schema import Category, Idea
-from search.protocol import Constraints
-from search.spaces.open import OpenSpace, apply_edits
+from archlore.corpora import load_builtin_ideas, load_builtin_papers
+from archlore.knowledge.schema import Category, Idea
+from archlore.search.protocol import Constraints
+from archlore.search.spaces.open import OpenSpace, apply_edits
 
 IDEAS = load_builtin_ideas()
 ARXIV = re.compile(r"^\d{4}\.\d{4,5}$")

@@ -17,7 +17,7 @@ os.environ.setdefault("ARCHLORE_TEST_API_KEY", FAKE_SECRET_ENV)
 
 @pytest.fixture(scope="session")
 def pool():
-    from evaluator import EvaluatorPool
+    from archlore.evaluator import EvaluatorPool
 
     with EvaluatorPool(workers=2, devices=["cpu"]) as p:
         yield p

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from archlore.agent.cli.main import app
 from typer.testing import CliRunner
-
-from agent.cli.main import app
 
 EXAMPLE = str(Path(__file__).parents[2] / "examples" / "resnet_tiny.py")
 

@@ -6,9 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
-
-from evaluator import EvalConfig, dataset_info, evaluate, list_datasets
-from evaluator.data import DatasetError, load_dataset
+from archlore.evaluator import EvalConfig, dataset_info, evaluate, list_datasets
+from archlore.evaluator.data import DatasetError, load_dataset
 
 
 def _write(path, obj):

@@ -8,8 +8,8 @@ import socket
 import uuid
 
 import pytest
+from archlore.evaluator import EvalConfig, Evaluation
 
-from evaluator import EvalConfig, Evaluation
 from tests.evaluator.hostile_cases import CASES, FAKE_SECRET_ENV, NET
 
 BASE = {"dataset": "synthetic", "max_steps": 3, "timeout_s": 60.0, "memory_mb": 3072}
@@ -83,7 +83,7 @@ def test_no_connection_reached_the_listener(outcomes):
 
 
 def test_policy_rejection_names_line_and_rule():
-    from evaluator import check_source
+    from archlore.evaluator import check_source
 
     code = "import torch\nfrom torch import nn\nclass Net(nn.Module):\n    x = torch.hub\n"
     (violation,) = check_source(code)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from evaluator.policy import check_source, first_violation
+from archlore.evaluator.policy import check_source, first_violation
 
 OK_HEADER = "import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
 
@@ -72,8 +71,8 @@ def test_interpreter_internals_are_unreachable_through_allowed_modules():
     import importlib
     import types
 
-    import evaluator.worker  # noqa: F401 - load what a worker has loaded (torch._dynamo...)
-    from evaluator.policy import ALLOWED_IMPORTS, DENIED_ATTRIBUTES
+    import archlore.evaluator.worker  # noqa: F401 - load what a worker has loaded (torch._dynamo...)
+    from archlore.evaluator.policy import ALLOWED_IMPORTS, DENIED_ATTRIBUTES
 
     internals = {"gc", "inspect", "sys", "builtins", "traceback", "threading", "_thread",
                  "types", "ctypes", "os", "posix", "importlib", "subprocess", "pickle",

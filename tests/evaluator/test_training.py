@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from evaluator import EvalConfig
-from evaluator.cascade import count_macs, count_params
-from evaluator.train import augment
+from archlore.evaluator import EvalConfig
+from archlore.evaluator.cascade import count_macs, count_params
+from archlore.evaluator.train import augment
 
 EXAMPLE = (Path(__file__).parents[2] / "examples" / "resnet_tiny.py").read_text()
 
@@ -114,8 +113,8 @@ def test_string_hashing_is_fixed_in_workers(pool):
 def test_fork_server_ignores_stray_stdout_lines(tmp_path):
     """Anything printed to stdout while the fork server starts (a sitecustomize, a library's
     notice) must not kill the protocol reader: the server still becomes ready and forks."""
-    from evaluator.sandbox import _worker_env
-    from evaluator.zygote import Zygote
+    from archlore.evaluator.sandbox import _worker_env
+    from archlore.evaluator.zygote import Zygote
 
     (tmp_path / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
     zygote = Zygote({**_worker_env(), "PYTHONPATH": str(tmp_path)})

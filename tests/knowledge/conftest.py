@@ -10,14 +10,14 @@ from tests.knowledge.paper_pdfs import paper_pages, write_pdf
 @pytest.fixture(scope="session")
 def embedder():
     """One real MiniLM (int8 ONNX) embedder for the whole session (loading costs ~0.5 s)."""
-    from knowledge.embed import MiniLMEmbedder
+    from archlore.knowledge.embed import MiniLMEmbedder
 
     return MiniLMEmbedder()
 
 
 @pytest.fixture
 def make_store(tmp_path, embedder):
-    from knowledge.store import KnowledgeStore
+    from archlore.knowledge.store import KnowledgeStore
 
     stores = []
 

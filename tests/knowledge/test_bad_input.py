@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from archlore.knowledge.extract_base import ExtractionError
 
-from knowledge.extract_base import ExtractionError
 from tests.knowledge.paper_pdfs import long_paper_pages, paper_pages, write_pdf
 
 
@@ -102,7 +102,7 @@ def test_failed_extraction_leaves_nothing(make_store, paper_pdf):
 
 
 def test_paths_expand_files_directories_and_globs(tmp_path, paper_pdf):
-    from knowledge.ingest import expand_paths
+    from archlore.knowledge.ingest import expand_paths
 
     nested = tmp_path / "lib" / "sub"
     nested.mkdir(parents=True)

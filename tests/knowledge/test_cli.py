@@ -6,15 +6,15 @@ import json
 import sys
 
 import pytest
+from archlore.agent.cli.main import app
 from typer.testing import CliRunner
 
-from agent.cli.main import app
 from tests.knowledge.paper_pdfs import ARXIV
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "corpora", None)  # only what we ingest
+    monkeypatch.setitem(sys.modules, "archlore.corpora", None)  # only what we ingest
     runner = CliRunner()
     home = tmp_path / "home"
 

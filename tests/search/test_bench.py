@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 
 import pytest
+from archlore.agent.cli.bench import offline_mutator
+from archlore.agent.cli.main import app
+from archlore.search.bench import RESULT_COLUMNS, BenchSpec, result_rows, run_bench, run_once
+from archlore.search.spaces.nb201_table import NB201Table
 from typer.testing import CliRunner
 
-from agent.cli.bench import offline_mutator
-from agent.cli.main import app
-from search.bench import RESULT_COLUMNS, BenchSpec, result_rows, run_bench, run_once
-from search.spaces.nb201_table import NB201Table
 from tests.search.nb201_fixtures import table_path
 
 STRATEGIES = ("random", "rea", "fairnad", "llmatic")
@@ -24,7 +24,7 @@ def traces():
 
 
 def test_rows_have_exact_columns_and_checkpoints(traces, tmp_path):
-    from search.bench import write_results
+    from archlore.search.bench import write_results
 
     spec, trs = traces
     assert spec.checkpoints() == [25, 50, 60]

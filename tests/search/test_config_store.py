@@ -5,12 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
-from evaluator.records import Evaluation
-from search.config import ConfigError, SearchConfig, build_config
-from search.protocol import Usage
-from search.records import Candidate
-from search.store import RunStore, RunStoreError
+from archlore.evaluator.records import Evaluation
+from archlore.search.config import ConfigError, SearchConfig, build_config
+from archlore.search.protocol import Usage
+from archlore.search.records import Candidate
+from archlore.search.store import RunStore, RunStoreError
 
 
 def test_defaults_are_the_main_job():
@@ -98,8 +97,8 @@ def test_duplicate_id_insert_fails_and_loses_nothing(tmp_path):
 def test_a_run_that_cannot_start_leaves_no_run_behind(tmp_path):
     """A config rejected while the run is being set up (here: NB201 has no digits) is a clear
     error and leaves no empty run directory for ``runs list`` / name clashes."""
-    from agent.mutators import make_mutator
-    from search.engine import run_search
+    from archlore.agent.mutators import make_mutator
+    from archlore.search.engine import run_search
 
     cfg = SearchConfig(name="bad", space="nb201", dataset="digits", budget=2)
     with pytest.raises(ValueError, match="NAS-Bench-201 dataset 'digits'"):
@@ -118,9 +117,8 @@ def test_a_run_that_cannot_start_leaves_no_run_behind(tmp_path):
 
 def test_search_cli_errors_are_plain_messages(tmp_path, monkeypatch):
     """Unknown names and missing runs: one clear line, no traceback, no KeyError quoting."""
+    from archlore.agent.cli.main import app
     from typer.testing import CliRunner
-
-    from agent.cli.main import app
 
     monkeypatch.setenv("ARCHLORE_HOME", str(tmp_path))
     cases = [(["search", "--strategy", "nope", "--budget", "2", "--no-live"],

@@ -15,15 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from archlore.agent.cli.main import app
+from archlore.agent.offline import OfflineMutator
+from archlore.search.config import SearchConfig
+from archlore.search.engine import front_of, run_search
+from archlore.search.protocol import MutationRequest, MutationResult
+from archlore.search.records import Candidate
+from archlore.search.store import RunStore
 from typer.testing import CliRunner
-
-from agent.cli.main import app
-from agent.offline import OfflineMutator
-from search.config import SearchConfig
-from search.engine import front_of, run_search
-from search.protocol import MutationRequest, MutationResult
-from search.records import Candidate
-from search.store import RunStore
 
 TINY = dict(dataset="synthetic", epochs=1, n_seeds=3, workers=2, seed=1)
 
@@ -117,7 +116,7 @@ def _archive(db_dir: Path) -> list[tuple]:
 
 
 def _cli(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "agent.cli.main", "--data-dir", str(home), "search", "--no-live",
+    return [sys.executable, "-m", "archlore.agent.cli.main", "--data-dir", str(home), "search", "--no-live",
             *args]
 
 

@@ -14,12 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from agent.mutators import make_mutator
-from search.config import SearchConfig
-from search.engine import run_search
-from search.spaces.nb201_table import NB201Table, NB201TableBackend
-from search.store import RunStore
+from archlore.agent.mutators import make_mutator
+from archlore.search.config import SearchConfig
+from archlore.search.engine import run_search
+from archlore.search.spaces.nb201_table import NB201Table, NB201TableBackend
+from archlore.search.store import RunStore
 
 TABLE = Path(os.environ.get("ARCHLORE_NB201_TABLE")
              or Path(__file__).resolve().parents[3] / "shared" / "data" / "nb201.csv")
@@ -121,8 +120,8 @@ def test_duplicates_are_counted_told_and_not_evaluated(tmp_path, table):
 
 
 def test_resume_of_unknown_or_existing_run_is_a_clear_error(tmp_path, table):
-    from search.engine import RunExists
-    from search.store import RunStoreError
+    from archlore.search.engine import RunExists
+    from archlore.search.store import RunStoreError
 
     with pytest.raises(RunStoreError, match="no run store"):
         _run(tmp_path, _cfg("ghost", 2), NB201TableBackend(table), resume=True)

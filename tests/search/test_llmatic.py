@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from archlore.agent.offline_nb201 import NB201OfflineMutator
+from archlore.evaluator.records import Evaluation
+from archlore.search.records import Candidate
+from archlore.search.registry import STRATEGIES
+from archlore.search.spaces.nb201 import NB201Space
+from archlore.search.spaces.nb201_table import NB201Table
+from archlore.search.strategies.base import StrategyContext
 
-from agent.offline_nb201 import NB201OfflineMutator
-from evaluator.records import Evaluation
-from search.records import Candidate
-from search.registry import STRATEGIES
-from search.spaces.nb201 import NB201Space
-from search.spaces.nb201_table import NB201Table
-from search.strategies.base import StrategyContext
 from tests.search.nb201_fixtures import table_path
 
 A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -113,9 +113,9 @@ def test_deterministic_per_seed():
 
 
 def test_works_in_the_open_space_with_the_offline_mutator():
-    from agent.offline import OfflineMutator
-    from search.protocol import Constraints
-    from search.spaces.open import OpenSpace
+    from archlore.agent.offline import OfflineMutator
+    from archlore.search.protocol import Constraints
+    from archlore.search.spaces.open import OpenSpace
 
     ctx = StrategyContext(space=OpenSpace(), seed=0, mutator=OfflineMutator(),
                           constraints=Constraints(dataset="digits", in_channels=1,
@@ -150,10 +150,10 @@ class CountingMutator:
 def test_resume_reuses_stored_proposals_without_calling_the_mutator(tmp_path):
     """Resume re-tells stored candidates: LLMatic must not ask the mutator (an LLM: tokens,
     time, a different answer) again for proposals already in the store."""
-    from search.config import SearchConfig
-    from search.engine import run_search
-    from search.spaces.nb201_table import NB201TableBackend
-    from search.store import RunStore
+    from archlore.search.config import SearchConfig
+    from archlore.search.engine import run_search
+    from archlore.search.spaces.nb201_table import NB201TableBackend
+    from archlore.search.store import RunStore
 
     table = NB201Table(table_path(), "cifar10")
 

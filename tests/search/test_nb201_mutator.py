@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agent.offline_nb201 import GROW_OPS, SHRINK_OPS, mutate_cell, prior_score
-from knowledge.schema import Category, Idea
-from search.protocol import Constraints, MutationRequest, ParentInfo
-from search.spaces.nb201 import NB201Space, format_arch, parse_arch
+from archlore.agent.offline_nb201 import GROW_OPS, SHRINK_OPS, mutate_cell, prior_score
+from archlore.knowledge.schema import Category, Idea
+from archlore.search.protocol import Constraints, MutationRequest, ParentInfo
+from archlore.search.spaces.nb201 import NB201Space, format_arch, parse_arch
 
 PARENT = format_arch(("nor_conv_1x1", "avg_pool_3x3", "none", "none", "nor_conv_3x3",
                       "avg_pool_3x3"))
@@ -119,7 +118,7 @@ def test_crossover_refine_init_repair():
 
 
 def test_general_offline_mutator_delegates_nb201():
-    from agent.offline import OfflineMutator
+    from archlore.agent.offline import OfflineMutator
 
     r = req(ideas=idea("add_conv3x3", "add_skip"), seed=7)
     assert OfflineMutator().mutate(r).arch == mutate_cell(r).arch
@@ -134,11 +133,11 @@ def test_never_reads_the_benchmark_table():
 def test_fairnad_grow_goal_is_read_as_grow():
     """FairNAD's own accuracy goal says the parent is "among the cheapest": that word must not
     turn the goal into a shrink (the leading keyword decides)."""
-    from agent.offline_nb201 import NB201OfflineMutator
-    from evaluator.records import Evaluation
-    from search.records import Candidate
-    from search.strategies.base import StrategyContext
-    from search.strategies.fairnad import GOAL_ACCURACY, FairNAD
+    from archlore.agent.offline_nb201 import NB201OfflineMutator
+    from archlore.evaluator.records import Evaluation
+    from archlore.search.records import Candidate
+    from archlore.search.strategies.base import StrategyContext
+    from archlore.search.strategies.fairnad import GOAL_ACCURACY, FairNAD
 
     space = NB201Space()
     strat = FairNAD(StrategyContext(space=space, constraints=CIFAR,

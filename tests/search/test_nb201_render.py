@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from archlore.evaluator.cascade import build_model, check_shape, count_macs, count_params
+from archlore.evaluator.policy import check_source
+from archlore.search.spaces.nb201 import NB201Space
+from archlore.search.spaces.nb201_table import NB201Table
 
-from evaluator.cascade import build_model, check_shape, count_macs, count_params
-from evaluator.policy import check_source
-from search.spaces.nb201 import NB201Space
-from search.spaces.nb201_table import NB201Table
 from tests.search.nb201_fixtures import table_path
 
 ARCHS = [

@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 import pytest
-
-from search.records import Candidate
-from search.registry import SPACES
-from search.spaces.nb201 import (
+from archlore.search.records import Candidate
+from archlore.search.registry import SPACES
+from archlore.search.spaces.nb201 import (
     NUM_ARCHS,
     OPS,
     ArchError,
@@ -22,7 +21,8 @@ from search.spaces.nb201 import (
     format_arch,
     parse_arch,
 )
-from search.spaces.nb201_table import DATASETS, NB201Table, NB201TableBackend, convert_api
+from archlore.search.spaces.nb201_table import DATASETS, NB201Table, NB201TableBackend, convert_api
+
 from tests.search.nb201_fixtures import table_path
 
 BEST_C10 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from knowledge.schema import ArchEdit
-from search.novelty import NoveltyFilter, canonical_hash, canonical_tokens
-from search.protocol import Constraints
-from search.spaces.open import OpenSpace, apply_edits
+from archlore.knowledge.schema import ArchEdit
+from archlore.search.novelty import NoveltyFilter, canonical_hash, canonical_tokens
+from archlore.search.protocol import Constraints
+from archlore.search.spaces.open import OpenSpace, apply_edits
 
 SMALL = '''
 import torch

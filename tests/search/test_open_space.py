@@ -7,13 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
-from evaluator.cascade import build_model, check_shape, count_macs
-from evaluator.policy import check_source
-from knowledge.schema import ArchEdit
-from search.protocol import Constraints
-from search.registry import SPACES
-from search.spaces.open import (
+from archlore.evaluator.cascade import build_model, check_shape, count_macs
+from archlore.evaluator.policy import check_source
+from archlore.knowledge.schema import ArchEdit
+from archlore.search.protocol import Constraints
+from archlore.search.registry import SPACES
+from archlore.search.spaces.open import (
     ArchSpec,
     Head,
     Init,
@@ -241,7 +240,7 @@ def _perturbed(spec: ArchSpec, rng: np.random.Generator) -> ArchSpec:
 
 
 def test_perturbed_and_idea_edited_specs_render_run_and_match_the_macs_count():
-    from corpora import load_builtin_ideas
+    from archlore.corpora import load_builtin_ideas
 
     space, rng = OpenSpace(), np.random.default_rng(11)
     ideas = [i for i in load_builtin_ideas() if i.edits]

@@ -5,10 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from search.pareto import (
+from archlore.search.pareto import (
     crowding_distance,
     hypervolume_2d,
     non_dominated_mask,
@@ -16,6 +13,8 @@ from search.pareto import (
     normalised_hypervolume,
     objectives,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # small integer grids make ties and duplicates common, which is where sorts go wrong
 coords = st.integers(0, 6).map(float)

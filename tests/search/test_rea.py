@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from evaluator.records import Evaluation
-from search.records import Candidate
-from search.registry import STRATEGIES
-from search.spaces.nb201 import NB201Space, parse_arch
-from search.strategies.base import StrategyContext
+from archlore.evaluator.records import Evaluation
+from archlore.search.records import Candidate
+from archlore.search.registry import STRATEGIES
+from archlore.search.spaces.nb201 import NB201Space, parse_arch
+from archlore.search.strategies.base import StrategyContext
 
 
 def make(name: str, seed: int = 0, **options):

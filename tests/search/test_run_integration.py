@@ -4,17 +4,17 @@ budget runs out mid-run (real HTTP to a scripted OpenAI-compatible server)."""
 from __future__ import annotations
 
 import numpy as np
+from archlore.agent.cli.main import app
+from archlore.agent.llm.local_server import ScriptedServer
+from archlore.agent.llm.registry import create_model
+from archlore.agent.llm_mutator import LLMMutator
+from archlore.search.config import SearchConfig
+from archlore.search.engine import run_search
+from archlore.search.spaces.nb201 import NB201Space
+from archlore.search.spaces.nb201_table import NB201Table
+from archlore.search.store import RunStore
 from typer.testing import CliRunner
 
-from agent.cli.main import app
-from agent.llm.local_server import ScriptedServer
-from agent.llm.registry import create_model
-from agent.llm_mutator import LLMMutator
-from search.config import SearchConfig
-from search.engine import run_search
-from search.spaces.nb201 import NB201Space
-from search.spaces.nb201_table import NB201Table
-from search.store import RunStore
 from tests.search.nb201_fixtures import table_path
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-
-from corpora import load_builtin_ideas
-from knowledge.schema import Category, Direction, Effect, Idea
-from search.feedback import IdeaStats
-from search.sampler import FairIdeaSampler
+from archlore.corpora import load_builtin_ideas
+from archlore.knowledge.schema import Category, Direction, Effect, Idea
+from archlore.search.feedback import IdeaStats
+from archlore.search.sampler import FairIdeaSampler
 
 
 def _idea(i: int, cat: Category, **kw) -> Idea:
@@ -66,7 +65,7 @@ def test_filter_keeps_remaining_categories_equal_and_none_when_empty():
 
 
 def test_failing_ideas_fade_and_front_entries_help():
-    from evaluator.records import Evaluation
+    from archlore.evaluator.records import Evaluation
 
     good, bad = _idea(0, Category.SCALING), _idea(1, Category.SCALING)
     stats = IdeaStats()
@@ -88,7 +87,7 @@ class _NoOpScript:
         self.noop = noop
 
     def mutate(self, request):
-        from search.protocol import MutationResult
+        from archlore.search.protocol import MutationResult
 
         if request.idea is not None and request.idea.id in self.noop:
             return MutationResult(error=f"no-op: the parent already embodies {request.idea.id}")
@@ -100,11 +99,11 @@ def test_fairnad_keeps_categories_fair_when_ideas_are_no_ops():
     """A no-op idea is never told, so it stays the least tried of its category; its category
     must still get its share (retry inside the category), and a category whose ideas are all
     no-ops must not turn idea mutations into refines."""
-    from evaluator.records import Evaluation
-    from search.records import Candidate
-    from search.spaces.nb201 import NB201Space
-    from search.strategies.base import StrategyContext
-    from search.strategies.fairnad import FairNAD
+    from archlore.evaluator.records import Evaluation
+    from archlore.search.records import Candidate
+    from archlore.search.spaces.nb201 import NB201Space
+    from archlore.search.strategies.base import StrategyContext
+    from archlore.search.strategies.fairnad import FairNAD
 
     def mk(iid: str, cat: Category) -> Idea:
         return Idea(id=iid, name=iid, category=cat, description=iid)
