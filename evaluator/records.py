@@ -8,26 +8,42 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal["ok", "rejected", "failed", "timeout"]
 # "data": loading the dataset failed (missing files); added after the first contract, compatibly.
 Stage = Literal["policy", "data", "build", "shape", "cost", "train", "eval", "worker"]
 
 
-class EvalConfig(BaseModel):
-    """How to score one candidate. Everything a worker needs; nothing else."""
+class Recipe(BaseModel):
+    """The proxy-training recipe: the one source of default training settings for
+    ``archlore search``, ``evaluate`` and ``ask`` (a front model's header records it, so
+    ``archlore evaluate`` with that recipe reproduces the run's numbers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(4.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    max_train_seconds: float | None = Field(None, gt=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+
+    def recipe(self) -> Recipe:
+        """Just the recipe fields (also of an ``EvalConfig``)."""
+        return Recipe(**{k: getattr(self, k) for k in Recipe.model_fields})
+
+
+class EvalConfig(Recipe):
+    """How to score one candidate: a recipe plus where and under which limits. Everything a
+    worker needs; nothing else."""
+
+    model_config = ConfigDict(extra="ignore")
 
     dataset: str = "digits"
     data_root: str | None = None  # directory holding cifar10/cifar100/imagenet16 files
-    epochs: float = 3.0
-    max_steps: int | None = None
-    max_train_seconds: float | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    seed: int = 0
     device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
     max_mmacs: float | None = None  # cap in millions of MACs per image
     max_params: int | None = None
@@ -36,6 +52,9 @@ class EvalConfig(BaseModel):
     memory_mb: int = 6144  # address-space limit of the worker
     cpu_threads: int = 1
     max_output_bytes: int = 64_000
+
+
+_FIELD_METRICS = ("val_acc", "test_acc", "macs", "params", "train_seconds", "throughput")
 
 
 class StageTiming(BaseModel):
@@ -65,6 +84,17 @@ class Evaluation(BaseModel):
     startup_seconds: float | None = None
     # What OS-level containment the worker actually applied, e.g. "landlock: ABI 7 (...)".
     containment: list[str] = Field(default_factory=list)
+    # Further named measurements (e.g. "latency_ms": per image at batch 1, median), keyed by
+    # objective name; ``metric(name)`` also answers the fields above by name.
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def metric(self, name: str) -> float | None:
+        """A measurement by objective name: ``val_acc``, ``test_acc``, ``macs``, ``params``,
+        ``train_seconds``, ``throughput`` or any key of ``metrics``; None if not measured."""
+        if name in _FIELD_METRICS:
+            value = getattr(self, name)
+            return None if value is None else float(value)
+        return self.metrics.get(name)
 
     @property
     def ok(self) -> bool:
