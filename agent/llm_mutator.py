@@ -71,6 +71,10 @@ ARCH_RE = re.compile(r"\|[A-Za-z0-9_~|+\s]+\|")
 
 class LLMMutator:
     name = "llm"
+    uses_paper_text = True  # idea cards carry their paper chunks into the prompt
+
+    def unsupported_reason(self, idea: Idea, space: str) -> str | None:
+        return None  # a model can try any idea, with or without structured edits
 
     def __init__(self, model: Model, mode: Literal["delta", "full"] = "delta",
                  max_repair_turns: int = 1, edit_retry: bool = True,
@@ -130,7 +134,8 @@ class _Session:
                mode: str = "full", error: str | None = None) -> MutationResult:
         prompt = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in self.messages
                              if m["role"] != "assistant")
-        return MutationResult(code=code, arch=arch, mode=mode, prompt=prompt,
+        return MutationResult(status="ok" if (code or arch) else "error", code=code, arch=arch,
+                              mode=mode, prompt=prompt,
                               response="\n\n----- next turn -----\n\n".join(self.responses),
                               usage=self.usage, error=error, notes="; ".join(self.notes))
 
@@ -203,11 +208,11 @@ class _Session:
         values = dict(
             parent_code=parent.code.rstrip(),
             parent_metrics=_metrics_block(parent.evaluation, "Parent evaluation"),
-            history=_history_block(parent.feedback),
-            instruction=req.instruction,
+            history=_history_block(req, parent),
+            instruction=_instruction(req),
             constraints_line=_constraints_line(req.constraints),
             idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
-            error=(req.error or "unknown error").strip(),
+            error=(req.failure.describe() if req.failure else "unknown error").strip(),
         )
         if req.idea is not None:
             values.update(_idea_values(req.idea, req.chunks))
@@ -215,12 +220,12 @@ class _Session:
             other = req.parents[1]
             values.update(other_code=other.code.rstrip(),
                           other_metrics=_metrics_block(other.evaluation, "Parent B evaluation"))
-        if req.operator in ("mutate", "random") and not req.instruction:
+        if req.operator in ("mutate", "random") and not values["instruction"]:
             values["instruction"] = random.Random(req.seed).choice(OPEN_PROMPTS)
         template = TEMPLATES[req.operator]
         if req.operator == "idea" and req.idea is None:
             template = "pareto"
-            values["instruction"] = req.instruction or "Improve accuracy within the constraints."
+            values["instruction"] = values["instruction"] or "Improve accuracy within the constraints."
         return prompts.render(template, **values)
 
     # ------------------------------------------------------------------ NB201
@@ -229,7 +234,7 @@ class _Session:
         req = self.req
         self.messages.append({"role": "system", "content": prompts.render("nb201_system")})
         parent = req.parents[0] if req.parents else None
-        instruction = req.instruction
+        instruction = _instruction(req)
         if req.operator == "init" or parent is None or not parent.arch:
             template = "nb201_init"
         elif req.operator == "crossover" and len(req.parents) >= 2:
@@ -246,7 +251,7 @@ class _Session:
             other_arch=other.arch if other else "",
             other_metrics=_metrics_block(other.evaluation if other else None, "Evaluation"),
             idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
-            history=_history_block(parent.feedback if parent else []),
+            history=_history_block(req, parent),
             instruction=instruction))
         for turn in range(self.m.max_repair_turns + 1):
             arch, error = _parse_arch(text)
@@ -367,7 +372,17 @@ def _metrics_block(ev: Evaluation | None, title: str) -> str:
     return f"{title}: " + "; ".join(items) + "."
 
 
-def _history_block(feedback: list[str], limit: int = 8) -> str:
+def _instruction(req: MutationRequest) -> str:
+    """The request's free text (a user's or LLMatic's prompt), else its goal as a sentence."""
+    if req.instruction:
+        return req.instruction
+    return req.goal.describe() if req.goal is not None else ""
+
+
+def _history_block(req: MutationRequest, parent: ParentInfo | None, limit: int = 8) -> str:
+    """How the idea and this lineage have fared, rendered from the typed records."""
+    feedback = [req.idea_record.describe()] if req.idea_record is not None else []
+    feedback += [o.describe() for o in (parent.history if parent else [])]
     if not feedback:
         return ""
     lines = "\n".join(f"- {f}" for f in feedback[-limit:])

@@ -11,24 +11,24 @@ Conventions (what search should send):
   LLM) is replaced by a seed net, and the notes say so.
 - ``init``: seed net number ``seed % len(seeds)`` of ``OpenSpace.seeds(constraints)``.
 - ``random``: ``OpenSpace.random`` within the caps.
-- ``idea``: applies ``request.idea.edits``. Errors (``MutationResult.error``) when the idea has no
-  edits, when an edit does not apply, or — prefixed ``"no-op:"`` — when the parent already
-  embodies the idea (the edits change nothing); search should then pick another idea or parent.
-- ``pareto``: ``request.instruction`` starting with ``"grow"`` (gain accuracy within the MACs
-  budget: one capacity-adding move whose result still fits) or ``"shrink"`` (cut MACs keeping
-  accuracy: one MACs-cutting move). A number followed by ``MMACs``/``MFLOPs`` in the instruction
-  (e.g. ``"grow: stay under 5 MMACs"``) tightens the budget. Without either keyword: shrink when
-  the parent's evaluated MACs are at least half of ``constraints.max_mmacs``, else grow.
-- ``refine`` (and ``mutate`` without an idea): one small named move. Its notes contain
-  ``move: <name>``. If the newest ``ParentInfo.feedback`` line contains ``move: <name>`` and says
-  the change hurt (``worse``/``hurt``/``regressed``/``decreased``/``dropped``), the inverse move is
-  applied; if it says it helped (``better``/``improved``/``gain``/``increased``), the same move is
-  repeated; otherwise a random applicable move.
+- ``idea``: applies ``request.idea.edits``. ``status="unsupported"`` when the idea has no
+  edits (``unsupported_reason`` says so up front), ``error`` when an edit does not apply,
+  ``no_op`` when the parent already embodies the idea (the edits change nothing); search
+  should then pick another idea or parent.
+- ``pareto``: the typed ``request.goal``: a goal that adds capacity (improve a maximised
+  objective) makes one capacity-adding move whose result still fits, one that cuts a cost makes
+  one cost-cutting move; ``goal.budgets["macs"]`` / ``["params"]`` tighten the caps. Without a
+  goal: shrink when the parent's MACs are at least half of ``constraints.max_mmacs``, else grow.
+  An idea sent along is not applied (``applied_idea=False``): the move meets the goal.
+- ``refine`` (and ``mutate`` without an idea): one small named move (``MutationResult.move``).
+  If the newest ``ParentInfo.history`` outcome made a move and its verdict is ``worse``, the
+  inverse move is applied; ``better``: the same move is repeated; otherwise a random
+  applicable move.
 - ``crossover``: uniform crossover of ``parents[0]`` and ``parents[1]``.
 - ``repair``: ``parents[0]`` is the failed child, ``parents[1]`` (optional) its parent,
-  ``request.error`` the reason. Cost errors (MACs/FLOPs/params/cap/memory/timeout) -> shrink until
-  the estimate fits the caps (at least one cut). Any other error -> revert to ``parents[1]`` and
-  apply one refine move (or re-render the child's spec when there is no parent).
+  ``request.failure`` why. Stage ``cost`` or a timeout -> shrink until the estimate fits the
+  caps (at least one cut). Any other failure -> revert to ``parents[1]`` and apply one refine
+  move (or re-render the child's spec when there is no parent).
 
 Every result is shrunk to fit ``constraints.max_mmacs`` / ``max_params`` (estimated with
 FlopCounterMode on meta tensors) before it is returned. For ``request.space == "nb201"`` the work is
@@ -37,11 +37,17 @@ delegated to ``agent.offline_nb201.mutate_cell``.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
-from archlore.search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo
+from archlore.knowledge.schema import Idea
+from archlore.search.protocol import (
+    Constraints,
+    MutationRequest,
+    MutationResult,
+    MutationStatus,
+    ParentInfo,
+)
 from archlore.search.spaces.open import (
     ALL_MOVES,
     INVERSE_MOVE,
@@ -53,18 +59,20 @@ from archlore.search.spaces.open import (
 )
 
 _OPERATORS = ("init", "idea", "pareto", "refine", "crossover", "repair", "random", "mutate")
-_MOVE = re.compile(r"move[:=]\s*([a-z][a-z-]*)")
-_WORSE = re.compile(r"\b(worse|hurt|regress\w*|decrease\w*|dropped|drop)\b", re.I)
-_VERDICT = re.compile(r"\b(better|worse) than the parent\b")
-_BETTER = re.compile(r"\b(better|improv\w*|gain\w*|increase\w*|helped)\b", re.I)
-_BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*(mmacs|mflops|m\s*macs|m\s*flops)", re.I)
-_COST_ERROR = re.compile(r"mac|flop|param|cap|exceed|too (large|big)|memory|timeout|timed out", re.I)
 
 
 class OfflineMutator:
     """``search.protocol.Mutator`` without an LLM (see the module docstring for conventions)."""
 
     name = "offline"
+    uses_paper_text = False  # it applies structured edits; paper chunks would go unread
+
+    def unsupported_reason(self, idea: Idea, space: str) -> str | None:
+        if space == "nb201":
+            return None if idea.cell_ops else "no NAS-Bench-201 cell operations"
+        if space == "open":
+            return None if idea.edits else "no structured edits for the open space"
+        return f"unknown space {space!r}"
 
     def __init__(self, space: OpenSpace | None = None, **options: Any) -> None:
         # options: accepted for make_mutator(**cfg) compatibility; the offline mutator has none
@@ -84,19 +92,22 @@ class OfflineMutator:
                                         "(known: open, nb201)")
         rng = np.random.default_rng([request.seed, _OPERATORS.index(request.operator)])
         c = request.constraints
+        self._move: str | None = None
         try:
             spec, notes = self._dispatch(request, rng, c)
             spec, moves = self.space.fit_steps(spec, c)
         except _NoChild as exc:
-            return MutationResult(error=str(exc))
+            return MutationResult(status=exc.status, error=str(exc))
         except ValueError as exc:
-            return MutationResult(error=f"offline {request.operator}: {exc}")
+            return MutationResult(status="error", error=f"offline {request.operator}: {exc}")
         if moves:
             notes.append("shrunk to fit the caps: " + ", ".join(moves))
         macs, params = measure(spec, c)
         notes.append(f"estimate {macs / 1e6:.3f} MMACs, {params} params")
+        applied = request.operator in ("idea", "mutate") and request.idea is not None
         return MutationResult(code=self.space.render(spec, c), arch=spec.to_json(), mode="offline",
-                              notes="; ".join(notes))
+                              move=self._move, notes="; ".join(notes),
+                              applied_idea=applied or request.operator == "repair")
 
     # ------------------------------------------------------------------------------------------
     def _dispatch(self, req: MutationRequest, rng: np.random.Generator,
@@ -114,8 +125,8 @@ class OfflineMutator:
             return self._pareto(req, rng, c)
         if op in ("refine", "mutate"):
             parent, notes = self._parent(req, 0, c)
-            fb = req.parents[0].feedback[-1] if req.parents and req.parents[0].feedback else ""
-            spec, move_notes = self._refine(parent, fb, rng, c)
+            last = req.parents[0].history[-1] if req.parents and req.parents[0].history else None
+            spec, move_notes = self._refine(parent, last, rng, c)
             return spec, notes + move_notes
         if op == "crossover":
             return self._crossover(req, rng, c)
@@ -138,11 +149,12 @@ class OfflineMutator:
         if idea is None:
             raise _NoChild("offline idea mutation needs request.idea")
         if not idea.edits:
-            raise _NoChild(f"idea {idea.id!r} has no edits for the open space (not applicable offline)")
+            raise _NoChild(f"idea {idea.id!r} has no edits for the open space (not applicable "
+                           "offline)", "unsupported")
         parent, notes = self._parent(req, 0, c)
         child = apply_edits(parent, idea.edits)
         if child.key() == parent.key():
-            raise _NoChild(f"no-op: the parent already embodies idea {idea.id!r}")
+            raise _NoChild(f"no-op: the parent already embodies idea {idea.id!r}", "no_op")
         edits = ", ".join(f"{e.op} {e.path}={e.value}" if e.path else f"{e.op} {e.value}"
                           for e in idea.edits)
         return child, notes + [f"idea {idea.id}: {edits}"]
@@ -150,15 +162,15 @@ class OfflineMutator:
     def _pareto(self, req: MutationRequest, rng: np.random.Generator,
                 c: Constraints) -> tuple[ArchSpec, list[str]]:
         parent, notes = self._parent(req, 0, c)
-        text = req.instruction.strip().lower()
-        m = _BUDGET.search(req.instruction)
-        if m:
-            budget = float(m.group(1))
+        goal = req.goal
+        if goal is not None and "macs" in goal.budgets:
+            budget = goal.budgets["macs"] / 1e6
             c = c.model_copy(update={"max_mmacs": min(budget, c.max_mmacs or budget)})
-        if text.startswith("grow"):
-            direction = "grow"
-        elif text.startswith("shrink"):
-            direction = "shrink"
+        if goal is not None and "params" in goal.budgets:
+            cap = int(goal.budgets["params"])
+            c = c.model_copy(update={"max_params": min(cap, c.max_params or cap)})
+        if goal is not None:
+            direction = "grow" if goal.adds_capacity else "shrink"
         else:
             ev = req.parents[0].evaluation if req.parents else None
             macs = ev.macs if ev is not None and ev.macs is not None else measure(parent, c)[0]
@@ -172,33 +184,32 @@ class OfflineMutator:
             if step is None:
                 raise _NoChild("pareto shrink: no move cuts MACs further")
         spec, move = step
+        self._move = move
         before, after = measure(parent, c)[0], measure(spec, c)[0]
-        return spec, notes + [f"pareto {direction}: move: {move} ({before / 1e6:.3f} -> "
+        return spec, notes + [f"pareto {direction}: move {move} ({before / 1e6:.3f} -> "
                               f"{after / 1e6:.3f} MMACs)"]
 
-    def _refine(self, parent: ArchSpec, feedback: str, rng: np.random.Generator,
+    def _refine(self, parent: ArchSpec, last: Any, rng: np.random.Generator,
                 c: Constraints) -> tuple[ArchSpec, list[str]]:
-        m = _MOVE.search(feedback)
-        last = m.group(1) if m and m.group(1) in ALL_MOVES else None
+        """One named move; ``last`` (the lineage's newest ``Outcome``) decides whether its move
+        is repeated (verdict ``better``) or undone (``worse``)."""
         preferred = None
-        # the engine's verdict ("better/worse than the parent") wins over words in the quoted
-        # notes, which may say "(feedback: worse)" about an earlier step
-        verdict = _VERDICT.search(feedback)
-        worse = verdict.group(1) == "worse" if verdict else bool(_WORSE.search(feedback))
-        better = verdict.group(1) == "better" if verdict else bool(_BETTER.search(feedback))
-        if last and worse:
-            preferred, why = INVERSE_MOVE.get(last), f"undoing {last} (feedback: worse)"
-        elif last and better:
-            preferred, why = last, f"repeating {last} (feedback: better)"
+        move = last.move if last is not None and last.move in ALL_MOVES else None
+        if move and last.verdict == "worse":
+            preferred, why = INVERSE_MOVE.get(move), f"undoing {move} (it was worse)"
+        elif move and last.verdict == "better":
+            preferred, why = move, f"repeating {move} (it was better)"
         if preferred is not None:
             child = self.space.move(parent, preferred, c, rng)
             if child is not None and fits(child, c):
-                return child, [f"refine: move: {preferred}, {why}"]
+                self._move = preferred
+                return child, [f"refine: move {preferred}, {why}"]
         names = list(ALL_MOVES)
         for i in rng.permutation(len(names)):
             child = self.space.move(parent, names[i], c, rng)
             if child is not None and fits(child, c):
-                return child, [f"refine: move: {names[i]}"]
+                self._move = names[i]
+                return child, [f"refine: move {names[i]}"]
         raise _NoChild("refine: no move applies to the parent within the caps")
 
     def _crossover(self, req: MutationRequest, rng: np.random.Generator,
@@ -217,9 +228,10 @@ class OfflineMutator:
 
     def _repair(self, req: MutationRequest, rng: np.random.Generator,
                 c: Constraints) -> tuple[ArchSpec, list[str]]:
-        error = req.error or ""
+        f = req.failure
+        error = f.describe() if f is not None else "unknown failure"
         child = parent_spec(req.parents[0]) if req.parents else None
-        if child is not None and _COST_ERROR.search(error):
+        if child is not None and f is not None and (f.stage == "cost" or f.status == "timeout"):
             spec, moves = self.space.fit_steps(child, c)
             if not moves:  # the estimate already fits (timeout / memory): cut once more
                 step = self.space.shrink_step(child, c)
@@ -229,7 +241,7 @@ class OfflineMutator:
             return spec, [f"repair ({_short(error)}): shrink: " + ", ".join(moves)]
         parent = parent_spec(req.parents[1]) if len(req.parents) > 1 else None
         if parent is not None:
-            spec, notes = self._refine(parent, "", rng, c)
+            spec, notes = self._refine(parent, None, rng, c)
             return spec, [f"repair ({_short(error)}): reverted to the parent"] + notes
         if child is not None:
             return child, [f"repair ({_short(error)}): re-rendered the child's ArchSpec"]
@@ -239,6 +251,10 @@ class OfflineMutator:
 
 class _NoChild(Exception):
     """The request cannot produce a child; the message becomes MutationResult.error."""
+
+    def __init__(self, message: str, status: MutationStatus = "error") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parent_spec(parent: ParentInfo) -> ArchSpec | None:

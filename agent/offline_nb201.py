@@ -26,6 +26,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
+from archlore.knowledge.schema import Idea
 from archlore.search.protocol import MutationRequest, MutationResult
 from archlore.search.spaces.nb201 import (
     EDGES,
@@ -68,10 +69,6 @@ _FALLBACK = {"swap_conv1x1_to_conv3x3": "add_conv3x3", "swap_pool_to_conv3x3": "
 GROW_OPS = ("add_conv3x3", "swap_conv1x1_to_conv3x3", "swap_pool_to_conv3x3", "add_conv1x1",
             "add_skip")
 SHRINK_OPS = ("delete_layer", "add_skip", "add_conv1x1", "remove_pool")
-_SHRINK_WORDS = re.compile(r"\b(cut|reduc|fewer|cheap|shrink|smaller|lower|drastically reduc|"
-                           r"save|prune|lighter|less compute)", re.I)
-_GROW_WORDS = re.compile(r"\b(gain|increas|grow|larger|bigger|more capacity|wider|deeper|"
-                         r"improve accuracy|raise)", re.I)
 
 
 @lru_cache(maxsize=NUM_ARCHS)
@@ -124,10 +121,12 @@ Fits = Callable[[Cell], bool]
 
 
 def _budget_filter(request: MutationRequest) -> Fits | None:
-    """Predicate: the cell is within the request's MACs cap and the instruction's stated bound
-    (None = no cap). A stated bound that leaves no one-edge change is dropped, not obeyed."""
+    """Predicate: the cell is within the request's MACs cap and the goal's MACs budget
+    (None = no cap). A goal budget that leaves no one-edge change is dropped, not obeyed."""
     c = request.constraints
-    caps = [x for x in (c.max_mmacs, _instruction_cap(request.instruction)) if x is not None]
+    goal_cap = (request.goal.budgets["macs"] / 1e6
+                if request.goal is not None and "macs" in request.goal.budgets else None)
+    caps = [x for x in (c.max_mmacs, goal_cap) if x is not None]
     if not caps:
         return None
 
@@ -151,30 +150,11 @@ def _macs(cell: Cell, image_size: int, num_classes: int, in_channels: int) -> in
     return cell_macs(cell, image_size, num_classes, in_channels)
 
 
-_CAP = re.compile(r"(?:within|below|under|at most)\s+([0-9.]+(?:e[+-]?\d+)?)\s*MMACs", re.I)
-
-
-def _direction(instruction: str) -> str | None:
-    """"grow" / "shrink" / None from a Pareto-aware goal or a user's request. FairNAD's goals
-    lead with "grow" / "shrink" (older ones: "gain accuracy" / "cut MACs"), and the leading
-    keyword wins over the rest of the sentence (a grow goal says the parent is "among the
-    cheapest"); otherwise keywords decide (shrink words first)."""
-    text = (instruction or "").strip().lower()
-    if text.startswith(("grow", "gain accuracy")):
-        return "grow"
-    if text.startswith(("shrink", "cut macs")):
-        return "shrink"
-    if _SHRINK_WORDS.search(text):
-        return "shrink"
-    if _GROW_WORDS.search(text):
-        return "grow"
-    return None
-
-
-def _instruction_cap(instruction: str) -> float | None:
-    """The MMACs bound a goal states ("within 57.3 MMACs", "below 80 MMACs"), if any."""
-    m = _CAP.search(instruction or "")
-    return float(m.group(1)) if m else None
+def _direction(request: MutationRequest) -> str | None:
+    """"grow" / "shrink" from the typed goal (None without one)."""
+    if request.goal is None:
+        return None
+    return "grow" if request.goal.adds_capacity else "shrink"
 
 
 def _parent_cell(request: MutationRequest, k: int = 0) -> Cell:
@@ -190,11 +170,11 @@ def _init_cell(rng: np.random.Generator, temperature: float) -> Cell:
 
 
 def mutate_cell(request: MutationRequest) -> MutationResult:
-    """Apply ``request`` (operator, idea's cell_ops, instruction) to the parent cell(s).
+    """Apply ``request`` (operator, idea's cell_ops, typed goal) to the parent cell(s).
 
     Operators: ``init``/``random`` (prior-guided / uniform new cell), ``idea``/``mutate`` (the
-    idea's cell_ops in order; without an idea, the instruction's direction), ``pareto``
-    (grow or shrink as the instruction says, the idea's ops when given), ``refine`` (the best
+    idea's cell_ops in order; without an idea, the goal's direction), ``pareto``
+    (grow or shrink as the goal says), ``refine`` (the best
     single-edge change by the prior, sampled), ``crossover`` (per-edge choice between two
     parents, prior-weighted), ``repair`` (a valid cell nearest to the broken one).
     """
@@ -202,7 +182,7 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
     temp = DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
     # feedback: children of this lineage rejected as duplicates -> explore more widely
     # and take more steps: the lineage's one-edge neighbourhood is likely used up
-    dups = sum("near-duplicate" in line for p in request.parents for line in p.feedback)
+    dups = sum(o.verdict == "duplicate" for p in request.parents for o in p.history)
     temp *= 1.0 + DUPLICATE_HEAT * dups
     extra = int(rng.integers(0, dups + 2 - WANDER_AFTER)) if dups >= WANDER_AFTER else 0
     allowed = _budget_filter(request)
@@ -222,17 +202,21 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
             child, more = _wander(child, extra, rng, temp, allowed)
             notes += f"; after {dups} near-duplicates in this lineage: {more}"
     except (ArchError, ValueError) as exc:
-        return MutationResult(error=str(exc), mode="offline")
+        return MutationResult(status="error", error=str(exc), mode="offline")
     arch = format_arch(child)
+    goal = request.goal.describe() if request.goal is not None else ""
     return MutationResult(arch=arch, code=None, mode="offline", notes=notes,
-                          prompt=f"[offline nb201] {op}: {request.instruction or ''}".strip())
+                          prompt=f"[offline nb201] {op}: {goal}".strip(),
+                          applied_idea=op in ("idea", "mutate") and request.idea is not None)
 
 
 def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
           allowed: Fits | None) -> tuple[Cell, str]:
     parent = _parent_cell(request)
-    ops: list[str] = list(request.idea.cell_ops) if request.idea and request.idea.cell_ops else []
-    direction = _direction(request.instruction)
+    # a Pareto goal is met with a grow / shrink op; an idea sent along is not applied
+    use_idea = request.idea is not None and request.operator != "pareto"
+    ops: list[str] = list(request.idea.cell_ops) if use_idea and request.idea.cell_ops else []
+    direction = _direction(request)
     if not ops:
         pool = SHRINK_OPS if direction == "shrink" else GROW_OPS
         if request.operator == "refine" or direction is None and request.operator != "idea":
@@ -307,7 +291,13 @@ class NB201OfflineMutator:
     """``Mutator`` for the NB201 space alone (the general ``agent.offline.OfflineMutator``
     delegates its ``space == "nb201"`` requests to :func:`mutate_cell` too)."""
 
-    name = "offline"  # FairNAD keeps only ideas with cell_ops for offline mutators
+    name = "offline"
+    uses_paper_text = False
+
+    def unsupported_reason(self, idea: Idea, space: str) -> str | None:
+        if space != "nb201":
+            return f"this mutator serves the nb201 space only, not {space!r}"
+        return None if idea.cell_ops else "no NAS-Bench-201 cell operations"
 
     def mutate(self, request: MutationRequest) -> MutationResult:
         return mutate_cell(request)

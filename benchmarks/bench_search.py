@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archlore.evaluator.records import Evaluation  # noqa: E402
 from archlore.search.config import SearchConfig  # noqa: E402
-from archlore.search.engine import run_search  # noqa: E402
 from archlore.search.novelty import NoveltyFilter, canonical_tokens, shingle_hashes  # noqa: E402
 from archlore.search.protocol import Constraints, MutationRequest, MutationResult  # noqa: E402
+from archlore.search.run import run_search  # noqa: E402
 from archlore.search.spaces.open import OpenSpace  # noqa: E402
 
 SMALL_NET = """

@@ -15,21 +15,72 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from archlore.evaluator.records import EvalConfig, Recipe
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-class MutationMix(BaseModel):
-    """Relative weights of FairNAD's mutation types (normalised at use)."""
+class EvaluationSettings(BaseModel):
+    """Where and under which limits candidates are scored."""
 
     model_config = ConfigDict(extra="forbid")
 
-    idea: float = Field(0.4, ge=0)  # fair-idea mutation of a front parent
-    pareto: float = Field(0.3, ge=0)  # goal depends on where the parent sits on the front
-    refine: float = Field(0.15, ge=0)  # continue the most promising lineage
-    crossover: float = Field(0.15, ge=0)
+    backend: str | None = None  # pool | table | ray; None = the space's default
+    workers: int = Field(2, ge=1)  # evaluation slots on this machine (pool); per node (ray)
+    devices: list[str] = Field(default_factory=lambda: ["cpu"])
+    timeout_s: float = Field(120.0, gt=0)  # wall clock per candidate
+    ray_address: str | None = None  # ray: "auto", "HOST:PORT", None = start Ray locally
+    max_retries: int = Field(2, ge=0)  # ray: resubmissions after a node/actor loss
+
+
+class LLMSettings(BaseModel):
+    """Which mutator proposes children: ``offline`` (no LLM) or an LLM backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = "offline"  # offline | openai | replay | scripted
+    model: str | None = None
+    base_url: str | None = None
+    mode: str | None = None  # delta | full | structured
+    record: str | None = None  # cassette to write
+    cassette: str | None = None  # replay: cassette to read
+    max_total_tokens: int | None = Field(None, ge=0)
+    max_cost_usd: float | None = Field(None, ge=0)
+    context_tokens: int | None = Field(None, ge=256)
+    extra: dict[str, Any] = Field(default_factory=dict)  # further backend/mutator options
+
+    def mutator_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``agent.mutators.make_mutator`` (None values dropped)."""
+        opts = {k: v for k, v in self.model_dump(exclude={"backend", "extra"}).items()
+                if v is not None}
+        return {**opts, **self.extra}
+
+
+class NoveltySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.9, gt=0, le=1)  # MinHash Jaccard above which a child is a dup
+    shingle: int = Field(5, ge=1)
+
+
+# Flat keys of the first config format, still accepted (files, --set, saved runs).
+_LEGACY = {
+    "epochs": ("recipe", "epochs"), "max_steps": ("recipe", "max_steps"),
+    "batch_size": ("recipe", "batch_size"), "lr": ("recipe", "lr"),
+    "weight_decay": ("recipe", "weight_decay"), "label_smoothing": ("recipe", "label_smoothing"),
+    "workers": ("evaluation", "workers"), "devices": ("evaluation", "devices"),
+    "eval_timeout_s": ("evaluation", "timeout_s"), "backend": ("evaluation", "backend"),
+    "ray_address": ("evaluation", "ray_address"),
+    "model": ("llm", "model"),
+    "novelty_threshold": ("novelty", "threshold"), "novelty_shingle": ("novelty", "shingle"),
+    "n_seeds": ("options", "n_seeds"), "mutation": ("options", "mutation"),
+}
 
 
 class SearchConfig(BaseModel):
+    """One run. Top level: what to search and for how long; nested: ``recipe`` (how each
+    candidate is trained), ``evaluation`` (where), ``llm`` (who proposes), ``novelty``, and
+    ``options`` (the strategy's own settings, validated by the strategy's ``Options`` model)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: str | None = None  # run name (directory under runs_dir()); default: a timestamp
@@ -39,28 +90,45 @@ class SearchConfig(BaseModel):
     data_root: str | None = None  # directory with cifar10 / cifar100 / imagenet16 files
     space: str = "open"
     strategy: str = "fairnad"
-    llm: str = "offline"  # offline | openai | replay ...
-    model: str | None = None  # LLM model name
+    objectives: list[str] = Field(default_factory=lambda: ["val_acc", "macs"], min_length=2,
+                                  max_length=3)
     table: str | None = None  # NAS-Bench-201 CSV for --space nb201; None = $ARCHLORE_NB201_TABLE
     knowledge: str | None = None  # path of a knowledge store; None = the built-in corpus
-    workers: int = Field(2, ge=1)
-    devices: list[str] = Field(default_factory=lambda: ["cpu"])
-    epochs: float = Field(4.0, gt=0)
-    max_steps: int | None = None
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.05, gt=0)
-    eval_timeout_s: float = Field(120.0, gt=0)
     max_mflops: float | None = Field(None, gt=0)  # cap, millions of MACs per image
     max_params: int | None = Field(None, gt=0)
-    n_seeds: int = Field(6, ge=1)  # initial candidates before mutation starts
-    mutation: MutationMix = Field(default_factory=MutationMix)
     repair_turns: int = Field(2, ge=0)  # repair rounds for a child rejected before training
-    novelty_threshold: float = Field(0.9, gt=0, le=1)
-    novelty_shingle: int = Field(5, ge=1)
     hv_ref_acc: float = Field(0.0, ge=0, lt=1)  # hypervolume reference: accuracy (fraction)
     hv_ref_mflops: float | None = Field(None, gt=0)  # MMACs; None = max_mflops or 2x largest seed
+    hv_ref: dict[str, float] = Field(default_factory=dict)  # other objectives, in their units
     max_proposals_factor: float = Field(4.0, ge=1)  # stop after budget x this many proposals
+    recipe: Recipe = Field(default_factory=Recipe)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    novelty: NoveltySettings = Field(default_factory=NoveltySettings)
     options: dict[str, Any] = Field(default_factory=dict)  # strategy-specific settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_legacy_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("llm"), str):  # first format: llm = "offline"
+            data["llm"] = {"backend": data["llm"]}
+        opts = data.get("options")
+        if isinstance(opts, dict) and isinstance(opts.get("llm"), dict):  # first format
+            opts = dict(opts)
+            llm = dict(data.get("llm") or {})
+            for k, v in opts.pop("llm").items():
+                (llm if k in LLMSettings.model_fields else llm.setdefault("extra", {}))[k] = v
+            data["llm"], data["options"] = llm, opts
+        for key, (group, field) in _LEGACY.items():
+            if key in data:
+                value = data.pop(key)
+                target = dict(data.get(group) or {})
+                target.setdefault(field, value)
+                data[group] = target
+        return data
 
     @field_validator("name")
     @classmethod
@@ -69,11 +137,29 @@ class SearchConfig(BaseModel):
             raise ValueError(f"run name {v!r} must be a plain directory name")
         return v
 
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, v: list[str]) -> list[str]:
+        from archlore.search.objectives import get_objective
+
+        for name in v:
+            get_objective(name)  # raises with the known names
+        if len(set(v)) != len(v):
+            raise ValueError(f"objectives repeat a name: {v}")
+        return v
+
     def with_name(self) -> SearchConfig:
         if self.name:
             return self
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         return self.model_copy(update={"name": f"{self.strategy}-{self.dataset}-{stamp}"})
+
+    def eval_config(self) -> EvalConfig:
+        """What every candidate of this run is scored with (one recipe, the run's seed)."""
+        return EvalConfig(**self.recipe.model_dump(), seed=self.seed, dataset=self.dataset,
+                          data_root=self.data_root, max_mmacs=self.max_mflops,
+                          max_params=self.max_params, timeout_s=self.evaluation.timeout_s,
+                          measure_latency=any(o.startswith("latency") for o in self.objectives))
 
 
 class ConfigError(ValueError):
@@ -120,6 +206,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def _set_nested(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
+    if parts[0] in _LEGACY and len(parts) == 1:  # --set epochs=3: the first format's key
+        parts = list(_LEGACY[parts[0]])
+    if parts[0] == "llm" and isinstance(data.get("llm"), str):
+        data["llm"] = {"backend": data["llm"]}
     cur = data
     for part in parts[:-1]:
         cur = cur.setdefault(part, {})
@@ -137,7 +227,13 @@ def build_config(file: str | Path | None = None, overrides: dict[str, Any] | Non
     if file is not None:
         data.update(load_file(file))
     for k, v in (overrides or {}).items():
-        if v is not None:
+        if v is None:
+            continue
+        if k == "llm" and isinstance(v, str):
+            _set_nested(data, "llm.backend", v)
+        elif k in _LEGACY:  # a flat CLI option for a nested field: set just that field
+            _set_nested(data, ".".join(_LEGACY[k]), v)
+        else:
             data[k] = v
     for a in assignments or []:
         _set_nested(data, *parse_assignment(a))

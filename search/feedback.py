@@ -1,15 +1,19 @@
-"""Fine-grained feedback: per-idea statistics and per-lineage history.
+"""Fine-grained feedback: per-idea statistics and per-lineage outcomes, both typed.
 
 ``IdeaStats`` is updated from tells only (in candidate-id order), so it is a pure function
 of the stored run and survives resume. It feeds the fair sampler (least-tried ideas first,
-valid rate and front entries as gentle weights) and the mutation prompts (``summary``).
+valid rate and front entries as gentle weights) and the mutation requests (``record``).
+``outcome`` turns a told candidate into the ``Outcome`` its lineage's next mutation receives.
+Values are raw objective units (accuracy fraction, MACs, parameters, ms).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from archlore.evaluator.records import Evaluation
+from archlore.search.objectives import Objective
+from archlore.search.protocol import IdeaRecord, Outcome
+from archlore.search.records import Candidate
 
 
 @dataclass
@@ -19,43 +23,38 @@ class IdeaStat:
     tries: int = 0
     valid: int = 0
     front_entries: int = 0  # children that were on the Pareto front when told
-    sum_dacc: float = 0.0  # accuracy points (fractions) vs parent, valid children with a parent
-    sum_dmmacs: float = 0.0  # millions of MACs per image vs parent
+    sum_delta: dict[str, float] = field(default_factory=dict)  # objective -> summed change
     n_delta: int = 0
 
     @property
     def valid_rate(self) -> float:
         return self.valid / self.tries if self.tries else 0.0
 
-    @property
-    def mean_dacc(self) -> float | None:
-        return self.sum_dacc / self.n_delta if self.n_delta else None
-
-    @property
-    def mean_dmmacs(self) -> float | None:
-        return self.sum_dmmacs / self.n_delta if self.n_delta else None
+    def mean_delta(self) -> dict[str, float]:
+        return {k: v / self.n_delta for k, v in self.sum_delta.items()} if self.n_delta else {}
 
 
 @dataclass
 class IdeaStats:
-    """Statistics per idea id (``None`` ideas -- seeds, crossover -- are not tracked)."""
+    """Statistics per idea id (``None`` ideas -- seeds, crossover, moves -- are not tracked)."""
 
     by_idea: dict[str, IdeaStat] = field(default_factory=dict)
 
-    def record(self, idea_id: str | None, child: Evaluation | None,
-               parent: Evaluation | None, on_front: bool) -> None:
+    def record(self, idea_id: str | None, child: dict[str, float] | None,
+               parent: dict[str, float] | None, on_front: bool) -> None:
+        """``child``/``parent``: objective values of valid candidates, None otherwise."""
         if not idea_id:
             return
         st = self.by_idea.setdefault(idea_id, IdeaStat())
         st.tries += 1
-        if child is None or not child.ok:
+        if child is None:
             return
         st.valid += 1
         st.front_entries += int(on_front)
-        if parent is not None and parent.ok and child.val_acc is not None \
-                and parent.val_acc is not None and child.macs is not None and parent.macs is not None:
-            st.sum_dacc += child.val_acc - parent.val_acc
-            st.sum_dmmacs += (child.macs - parent.macs) / 1e6
+        if parent is not None:
+            for k, v in child.items():
+                if k in parent:
+                    st.sum_delta[k] = st.sum_delta.get(k, 0.0) + v - parent[k]
             st.n_delta += 1
 
     def tries(self, idea_id: str) -> int:
@@ -65,49 +64,48 @@ class IdeaStats:
     def get(self, idea_id: str) -> IdeaStat:
         return self.by_idea.get(idea_id, IdeaStat())
 
-    def summary(self, idea_id: str) -> str:
-        """One line for a mutation prompt: how this idea has fared in this run."""
-        st = self.by_idea.get(idea_id)
-        if not st or not st.tries:
-            return f"idea {idea_id}: not tried yet in this run"
-        text = f"idea {idea_id}: {st.tries} tries, {st.valid_rate:.0%} valid, {st.front_entries} reached the front"
-        if st.n_delta:
-            text += (f", mean change vs parent {100 * st.mean_dacc:+.2f} acc points, "
-                     f"{st.mean_dmmacs:+.3f} MMACs")
-        return text
+    def record_of(self, idea_id: str) -> IdeaRecord:
+        st = self.get(idea_id)
+        return IdeaRecord(idea_id=idea_id, tries=st.tries, valid=st.valid,
+                          front_entries=st.front_entries, mean_delta=st.mean_delta())
 
     def as_dict(self) -> dict[str, dict]:
         out = {}
         for k, v in sorted(self.by_idea.items()):
-            out[k] = {**vars(v), "valid_rate": v.valid_rate, "mean_dacc": v.mean_dacc,
-                      "mean_dmmacs": v.mean_dmmacs}
+            out[k] = {"tries": v.tries, "valid": v.valid, "front_entries": v.front_entries,
+                      "valid_rate": v.valid_rate, "n_delta": v.n_delta,
+                      "mean_delta": v.mean_delta()}
         return out
 
 
-def describe_outcome(cid: int, operator: str, idea_id: str | None, ev: Evaluation | None,
-                     parent: Evaluation | None, duplicate_of: int | None = None,
-                     notes: str = "") -> str:
-    """One line of lineage feedback for the next mutation of this lineage: what was done
-    (the mutator's notes, e.g. ``move: narrower``) and the verdict against the parent
-    (``better`` / ``worse`` in accuracy), or the error."""
-    what = f"#{cid} {operator}" + (f" with idea {idea_id}" if idea_id else "")
-    # the mutator's notes come last; quote the part naming its move (the offline mutator ends
-    # with "; estimate ...", and a refine reads the move back from this line)
-    parts = notes.split(" [near-duplicate")[0].split("; ")
-    note = next((p for p in reversed(parts) if "move:" in p), parts[-1]).strip()
-    if note:
-        what += f" ({note[:120]})"
-    if duplicate_of is not None:
-        return f"{what}: rejected as a near-duplicate of #{duplicate_of}; try a different change"
-    if ev is None:
-        return f"{what}: the mutator produced no candidate"
+def objective_values(c: Candidate | None, objectives: list[Objective]) -> dict[str, float] | None:
+    """``{objective: value}`` of a valid, evaluated candidate; None otherwise."""
+    if c is None or c.status == "duplicate" or c.evaluation is None or not c.evaluation.ok:
+        return None
+    vals = {o.name: o.value(c.evaluation) for o in objectives}
+    if any(v is None for v in vals.values()):
+        return None
+    return {k: float(v) for k, v in vals.items()}  # type: ignore[arg-type]
+
+
+def outcome(c: Candidate, parent: Candidate | None, objectives: list[Objective]) -> Outcome:
+    """The typed record of what candidate ``c`` did, for its lineage's next mutation."""
+    base = dict(candidate_id=c.id, operator=c.operator, idea_id=c.idea_id, move=c.move)
+    if c.status == "duplicate":
+        return Outcome(**base, verdict="duplicate", duplicate_of=c.duplicate_of)
+    ev = c.evaluation
+    if c.error or ev is None:
+        return Outcome(**base, verdict="no_candidate", reason=c.error or "")
     if not ev.ok:
-        return f"{what}: {ev.status} at {ev.stage}: {ev.reason[:200]}"
-    text = f"{what}: val acc {ev.val_acc:.4f}, {ev.macs / 1e6:.3f} MMACs, {ev.params} params"
-    if parent is not None and parent.ok and parent.val_acc is not None and parent.macs is not None:
-        verdict = "better" if ev.val_acc > parent.val_acc else "worse"
-        text += (f" ({verdict} than the parent: {100 * (ev.val_acc - parent.val_acc):+.2f} acc "
-                 f"points, {(ev.macs - parent.macs) / 1e6:+.3f} MMACs)")
-    if ev.loss_curve:
-        text += f"; final train loss {ev.loss_curve[-1]:.3f}"
-    return text
+        return Outcome(**base, verdict="failed", status=ev.status, stage=ev.stage,
+                       reason=ev.reason)
+    mine = objective_values(c, objectives) or {}
+    theirs = objective_values(parent, objectives)
+    delta = {k: v - theirs[k] for k, v in mine.items()} if theirs else {}
+    verdict = "same"
+    if theirs:  # vs the parent on the run's first objective (the one a goal trades against)
+        first = objectives[0]
+        better = (delta[first.name] > 0) if first.maximise else (delta[first.name] < 0)
+        verdict = "better" if better else "worse"
+    return Outcome(**base, verdict=verdict, status=ev.status, stage=ev.stage, metrics=mine,
+                   delta=delta, final_loss=ev.loss_curve[-1] if ev.loss_curve else None)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from archlore.evaluator.records import Evaluation
-from archlore.search.protocol import Operator, Usage
+from archlore.search.protocol import MutationStatus, Operator, Usage
 from pydantic import BaseModel, Field
 
 
@@ -19,18 +19,24 @@ class Proposal(BaseModel):
     parents: list[int] = Field(default_factory=list)  # candidate ids
     idea_id: str | None = None
     operator: Operator = "init"
-    mode: Literal["delta", "full", "offline", "none"] = "none"
+    mode: Literal["delta", "full", "structured", "offline", "none"] = "none"
+    move: str | None = None  # the mutator's named move (typed feedback for refine)
+    mutation_status: MutationStatus = "ok"
     prompt: str = ""
     response: str = ""
     usage: Usage = Field(default_factory=Usage)
-    notes: str = ""
+    notes: str = ""  # prose for reports; never parsed
     error: str | None = None  # the mutator produced nothing usable (recorded as failed)
+    # What the strategy must remember about this proposal to rebuild its state on resume
+    # (validated by the strategy's own pydantic model, e.g. LLMatic's generation and prompt).
+    strategy_data: dict[str, Any] = Field(default_factory=dict)
 
 
 class Candidate(Proposal):
     id: int  # position in the run, 0-based; also the order strategies are told in
     code_hash: str = ""
     status: Literal["pending", "evaluated", "duplicate"] = "pending"
+    duplicate_of: int | None = None  # the stored candidate this one nearly duplicates
     evaluation: Evaluation | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     evaluated_at: datetime | None = None

@@ -40,18 +40,28 @@ class Registry(Generic[T]):
         import importlib
 
         for mod in _BUILTIN_MODULES.get(self.kind, ()):
-            importlib.import_module(mod)
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as exc:  # a plug-in module not written/installed yet
+                if exc.name != mod:
+                    raise
 
 
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "strategy": ("archlore.search.strategies",),
     "space": ("archlore.search.spaces",),
+    "backend": ("archlore.search.backends.pool", "archlore.search.backends.table",
+                "archlore.search.backends.ray"),
+    "objective": ("archlore.search.objectives",),
 }
 
 STRATEGIES: Registry = Registry("strategy")
 SPACES: Registry = Registry("space")
+BACKENDS: Registry = Registry("backend")
+OBJECTIVES: Registry = Registry("objective")
 register_strategy = STRATEGIES.register
 register_space = SPACES.register
+register_backend = BACKENDS.register
 
 
 def list_strategies() -> list[str]:
@@ -60,3 +70,11 @@ def list_strategies() -> list[str]:
 
 def list_spaces() -> list[str]:
     return SPACES.names()
+
+
+def list_backends() -> list[str]:
+    return BACKENDS.names()
+
+
+def list_objectives() -> list[str]:
+    return OBJECTIVES.names()

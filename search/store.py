@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     parents TEXT NOT NULL,           -- JSON list of candidate ids
     idea_id TEXT, operator TEXT NOT NULL, mode TEXT NOT NULL,
     prompt TEXT NOT NULL, response TEXT NOT NULL, usage TEXT NOT NULL, notes TEXT NOT NULL,
-    error TEXT, duplicate_of INTEGER,
+    error TEXT, duplicate_of INTEGER, move TEXT, mutation_status TEXT,
+    strategy_data TEXT,              -- JSON: what the strategy keeps per proposal
     eval_status TEXT, val_acc REAL, test_acc REAL, macs INTEGER, params INTEGER,
     evaluation TEXT,                 -- Evaluation JSON
     created_at TEXT NOT NULL, evaluated_at TEXT
@@ -43,7 +44,10 @@ CREATE INDEX IF NOT EXISTS idx_cand_eval ON candidates(eval_status, val_acc);
 """
 
 _COLUMNS = ("id, status, code, code_hash, arch, parents, idea_id, operator, mode, prompt, "
-            "response, usage, notes, error, duplicate_of, evaluation, created_at, evaluated_at")
+            "response, usage, notes, error, duplicate_of, evaluation, created_at, evaluated_at, "
+            "move, mutation_status, strategy_data")
+# Columns added after the first release: added to older stores on open.
+_ADDED_COLUMNS = {"move": "TEXT", "mutation_status": "TEXT", "strategy_data": "TEXT"}
 
 
 class RunStoreError(RuntimeError):
@@ -60,9 +64,22 @@ class RunStore:
             raise RunStoreError(f"no run store at {self.path}")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kill
-        self.db.executescript(_SCHEMA)
+        try:
+            if self.path.stat().st_size:  # an existing file: check it before writing anything
+                row = self.db.execute("PRAGMA quick_check").fetchone()
+                if row is None or row[0] != "ok":
+                    raise sqlite3.DatabaseError(row[0] if row else "integrity check failed")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across kill
+            self.db.executescript(_SCHEMA)
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(candidates)")}
+            for col, kind in _ADDED_COLUMNS.items():
+                if col not in have:
+                    self.db.execute(f"ALTER TABLE candidates ADD COLUMN {col} {kind}")
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise RunStoreError(f"run store {self.path} is damaged ({exc}); nothing was "
+                                f"changed -- restore it from a backup or start a new run") from None
 
     def close(self) -> None:
         self.db.close()
@@ -103,12 +120,15 @@ class RunStore:
         self.db.execute(
             "INSERT INTO candidates(id, status, code, code_hash, arch, parents, idea_id, operator,"
             " mode, prompt, response, usage, notes, error, duplicate_of, eval_status, val_acc,"
-            " test_acc, macs, params, evaluation, created_at, evaluated_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " test_acc, macs, params, evaluation, created_at, evaluated_at, move,"
+            " mutation_status, strategy_data)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (c.id, c.status, c.code, c.code_hash, c.arch, json.dumps(c.parents), c.idea_id,
              c.operator, c.mode, c.prompt, c.response, c.usage.model_dump_json(), c.notes,
-             c.error, duplicate_of, *self._eval_cols(ev), c.created_at.isoformat(),
-             c.evaluated_at.isoformat() if c.evaluated_at else None))
+             c.error, duplicate_of if duplicate_of is not None else c.duplicate_of,
+             *self._eval_cols(ev), c.created_at.isoformat(),
+             c.evaluated_at.isoformat() if c.evaluated_at else None, c.move, c.mutation_status,
+             json.dumps(c.strategy_data) if c.strategy_data else None))
 
     @staticmethod
     def _eval_cols(ev: Evaluation | None) -> tuple:
@@ -129,12 +149,14 @@ class RunStore:
 
     def _row(self, r: tuple) -> Candidate:
         (cid, status, code, code_hash, arch, parents, idea_id, operator, mode, prompt, response,
-         usage, notes, error, _dup, evaluation, created_at, evaluated_at) = r
+         usage, notes, error, dup, evaluation, created_at, evaluated_at, move, mutation_status,
+         strategy_data) = r
         return Candidate(
             id=cid, status=status, code=code, code_hash=code_hash, arch=arch,
             parents=json.loads(parents), idea_id=idea_id, operator=operator, mode=mode,
             prompt=prompt, response=response, usage=Usage.model_validate_json(usage), notes=notes,
-            error=error,
+            error=error, duplicate_of=dup, move=move, mutation_status=mutation_status or "ok",
+            strategy_data=json.loads(strategy_data) if strategy_data else {},
             evaluation=Evaluation.model_validate_json(evaluation) if evaluation else None,
             created_at=datetime.fromisoformat(created_at),
             evaluated_at=datetime.fromisoformat(evaluated_at) if evaluated_at else None)

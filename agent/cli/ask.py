@@ -160,7 +160,7 @@ def ask_cmd(
         mutator = _GoalMutator(mutator, goal.instruction())
 
     from archlore.search.config import SearchConfig
-    from archlore.search.engine import RunExists, run_search
+    from archlore.search.run import RunExists, run_search
     from archlore.search.store import RunStore
     from archlore.search.strategies.fairnad import load_ideas
 
@@ -235,7 +235,11 @@ class _GoalMutator:
     def __init__(self, inner, instruction: str) -> None:
         self.inner = inner
         self.name = inner.name
+        self.uses_paper_text = inner.uses_paper_text
         self.instruction = instruction
+
+    def unsupported_reason(self, idea, space):
+        return self.inner.unsupported_reason(idea, space)
 
     def mutate(self, request):
         extra = self.instruction
@@ -268,7 +272,7 @@ def _goal_line(goal, cfg) -> str:
     if goal.excluded_categories:
         parts.append("without " + ", ".join(c.value for c in goal.excluded_categories))
     return (f"[bold]goal[/bold] ({goal.source}): " + "; ".join(parts)
-            + f"\nsearching: {cfg.budget} candidates, run {cfg.name}, llm {cfg.llm}")
+            + f"\nsearching: {cfg.budget} candidates, run {cfg.name}, llm {cfg.llm.backend}")
 
 
 def _model_header(summary: dict) -> str:

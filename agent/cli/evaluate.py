@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from archlore.evaluator.records import Recipe
 
 
 def _table(evaluation, path: Path):  # -> rich.table.Table
@@ -40,16 +41,23 @@ def _table(evaluation, path: Path):  # -> rich.table.Table
     return table
 
 
+# The one source of default training settings (search, ask and evaluate share it), so a
+# front model's "reproduce:" line gives the run's numbers.
+_RECIPE = Recipe()
+
+
 def evaluate_command(
     model: Path = typer.Argument(..., help="Python file defining `class Net(nn.Module)`.",
                                  exists=True, dir_okay=False, readable=True),
     dataset: str = typer.Option("digits", help="digits, synthetic, cifar10, cifar100, "
                                                "imagenet16-120 (the last three need --data-root)."),
-    epochs: float = typer.Option(3.0, help="Training epochs (fractions allowed)."),
+    epochs: float = typer.Option(_RECIPE.epochs, help="Training epochs (fractions allowed)."),
     max_steps: int | None = typer.Option(None, help="Cap on optimizer steps."),
     max_train_seconds: float | None = typer.Option(None, help="Cap on training seconds."),
-    batch_size: int = typer.Option(128),
-    lr: float = typer.Option(0.05, help="Peak learning rate of the one-cycle schedule."),
+    batch_size: int = typer.Option(_RECIPE.batch_size),
+    lr: float = typer.Option(_RECIPE.lr, help="Peak learning rate of the one-cycle schedule."),
+    weight_decay: float = typer.Option(_RECIPE.weight_decay),
+    label_smoothing: float = typer.Option(_RECIPE.label_smoothing),
     max_mflops: float | None = typer.Option(
         None, "--max-mflops", help="Cap on MACs per image, in millions (1 MAC = 2 FLOPs in "
                                    "torch's counter); over-cap models are rejected untrained."),
@@ -68,6 +76,7 @@ def evaluate_command(
 
     cfg = EvalConfig(dataset=dataset, epochs=epochs, max_steps=max_steps,
                      max_train_seconds=max_train_seconds, batch_size=batch_size, lr=lr,
+                     weight_decay=weight_decay, label_smoothing=label_smoothing,
                      max_mmacs=max_mflops, max_params=max_params, seed=seed, device=device,
                      data_root=str(data_root) if data_root else None, timeout_s=timeout,
                      cpu_threads=threads)

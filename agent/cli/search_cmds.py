@@ -64,13 +64,13 @@ def _knowledge(path: str | None):
 
 def _remaining_llm_budget(cfg: Any, spent: Any) -> Any:
     """On resume the LLM caps cover the whole run: subtract what its candidates already used."""
-    llm = dict(cfg.options.get("llm", {}))
-    if llm.get("max_total_tokens") is not None:
+    llm = cfg.llm.model_copy()
+    if llm.max_total_tokens is not None:
         used = spent.prompt_tokens + spent.completion_tokens
-        llm["max_total_tokens"] = max(0, int(llm["max_total_tokens"]) - used)
-    if llm.get("max_cost_usd") is not None:
-        llm["max_cost_usd"] = max(0.0, float(llm["max_cost_usd"]) - spent.cost_usd)
-    return cfg.model_copy(update={"options": {**cfg.options, "llm": llm}}) if llm else cfg
+        llm.max_total_tokens = max(0, int(llm.max_total_tokens) - used)
+    if llm.max_cost_usd is not None:
+        llm.max_cost_usd = max(0.0, float(llm.max_cost_usd) - spent.cost_usd)
+    return cfg.model_copy(update={"llm": llm})
 
 
 def search_cmd(
@@ -95,6 +95,13 @@ def search_cmd(
         None, "--table", help="NAS-Bench-201 CSV for --space nb201 (or env ARCHLORE_NB201_TABLE)."),
     knowledge: str | None = typer.Option(None, "--knowledge", help="Knowledge store dir."),
     workers: int | None = typer.Option(None, "--workers"),
+    objectives: str | None = typer.Option(
+        None, "--objectives", help="2 or 3 objectives, comma-separated: val_acc, macs, params, "
+        "latency_ms, latency_batch_ms, or a backend metric NAME:min|max (default val_acc,macs)."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="Evaluation backend: pool | table | ray (default: the space's)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="--backend ray: auto or HOST:PORT (default: start Ray here)."),
     epochs: float | None = typer.Option(None, "--epochs", help="Training epochs per candidate."),
     max_mflops: float | None = typer.Option(
         None, "--max-mflops", help="Cap in millions of MACs per image (archlore's FLOPs = MACs)."),
@@ -110,14 +117,18 @@ def search_cmd(
     """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,
     built-in corpus, 2 workers -- a few minutes on 2 CPU cores."""
     from archlore.search.config import ConfigError, build_config
-    from archlore.search.engine import ResumeMismatch, RunExists, run_search
+    from archlore.search.engine import ResumeMismatch
+    from archlore.search.run import RunExists, run_search
     from archlore.search.store import RunStoreError
 
     overrides = dict(name=resume or name, seed=seed, budget=budget, dataset=dataset,
                      data_root=data_root, space=space, strategy=strategy, llm=llm, model=model,
                      knowledge=knowledge, table=table, workers=workers, epochs=epochs,
                      max_mflops=max_mflops, max_params=max_params, novelty_threshold=novelty_threshold,
-                     repair_turns=repair_turns, n_seeds=n_seeds)
+                     repair_turns=repair_turns, n_seeds=n_seeds, backend=backend,
+                     ray_address=ray_address,
+                     objectives=[o.strip() for o in objectives.split(",") if o.strip()]
+                     if objectives else None)
     try:
         if resume:
             from archlore.search.store import RunStore
@@ -139,12 +150,10 @@ def search_cmd(
                 record=str(record) if record else None,
                 cassette=str(cassette) if cassette else None).items() if v is not None}
             if llm_given:  # saved with the run's config, so --resume talks to the same LLM
-                options = dict(cfg.options)
-                options["llm"] = {**options.get("llm", {}), **llm_given}
-                cfg = cfg.model_copy(update={"options": options})
+                cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update=llm_given)})
         from archlore.agent.mutators import make_mutator
 
-        mutator = make_mutator(cfg.llm, model=cfg.model, **cfg.options.get("llm", {}))
+        mutator = make_mutator(cfg.llm.backend, **cfg.llm.mutator_options())
         kn = _knowledge(cfg.knowledge)
         view = _LiveView(cfg.name or "")
         if live and console.is_terminal:

@@ -211,20 +211,16 @@ class NB201Space:
     edges = EDGES
     size = NUM_ARCHS
     needs_code = False  # a table scores cells by arch string; code is rendered on demand
+    default_backend = "table"
 
     def __init__(self, cells_per_stage: int = 5, **_: Any) -> None:
         self.cells_per_stage = cells_per_stage
 
-    def make_backend(self, config: Any) -> Any:
-        """The table backend for a search run (``config.table`` or ``$ARCHLORE_NB201_TABLE``)."""
-        from archlore.search.spaces.nb201_table import (
-            NB201Table,
-            NB201TableBackend,
-            resolve_dataset,
-        )
+    def open_table(self, config: Any) -> Any:
+        """The run's table (``config.table`` or ``$ARCHLORE_NB201_TABLE``) for its dataset."""
+        from archlore.search.spaces.nb201_table import NB201Table, resolve_dataset
 
-        table = NB201Table(getattr(config, "table", None), resolve_dataset(config.dataset))
-        return NB201TableBackend(table, workers=1)
+        return NB201Table(getattr(config, "table", None), resolve_dataset(config.dataset))
 
     # genotype handling -------------------------------------------------
     def parse(self, arch: str) -> Cell:
@@ -249,22 +245,41 @@ class NB201Space:
         start. Baselines (random search, REA) start from uniform samples instead."""
         return [format_arch(c) for c in CLASSIC_CELLS.values()]
 
-    def sample(self, rng: np.random.Generator) -> str:
+    def random(self, rng: np.random.Generator, constraints: Any = None) -> str:
         """A uniformly random cell (all 15,625 equally likely)."""
         return format_arch(random_cell(rng))
 
-    def mutate(self, arch: str, rng: np.random.Generator) -> str:
+    sample = random  # the first API's name
+
+    def mutate(self, arch: str, rng: np.random.Generator, constraints: Any = None) -> str:
         """One edge changed to a different op."""
         return format_arch(mutate_cell(parse_arch(arch), rng))
 
-    def crossover(self, a: str, b: str, rng: np.random.Generator) -> str:
+    def crossover(self, a: str, b: str, rng: np.random.Generator, constraints: Any = None) -> str:
         return format_arch(crossover_cells(parse_arch(a), parse_arch(b), rng))
+
+    def encode(self, arch: str) -> str:
+        return canonical(arch)
+
+    def decode(self, arch: str) -> str:
+        try:
+            return canonical(arch)
+        except ArchError as exc:
+            raise ValueError(str(exc)) from None
 
     def neighbours(self, arch: str) -> list[str]:
         return [format_arch(c) for c in neighbours(parse_arch(arch))]
 
-    def describe(self, arch: str) -> dict[str, float]:
-        return describe_cell(parse_arch(arch))
+    def describe(self, arch: str, constraints: Any = None) -> dict[str, float]:
+        d = describe_cell(parse_arch(arch))
+        size, classes, ch = _shape(constraints)
+        d["width_depth_ratio"] = d["width_to_depth"]
+        d["mmacs"] = self.macs(arch, size, classes, ch) / 1e6
+        return d
+
+    def descriptor_ranges(self, constraints: Any = None) -> dict[str, tuple[float, float]]:
+        lo, hi = self.macs_range(*_shape(constraints))
+        return {"width_depth_ratio": (0.0, 3.0), "mmacs": (lo / 1e6, hi / 1e6)}
 
     def macs(self, arch: str, image_size: int = 32, num_classes: int = 10,
              in_channels: int = 3) -> int:
@@ -286,9 +301,16 @@ class NB201Space:
         return canonical(arch)
 
     # code ---------------------------------------------------------------
-    def render(self, arch: str, cells_per_stage: int | None = None) -> str:
+    def render(self, arch: str, constraints: Any = None, cells_per_stage: int | None = None) -> str:
         """Trainable ``Net`` source following the NAS-Bench-201 macro skeleton."""
         from archlore.search.spaces.nb201_render import render_net
 
         n = self.cells_per_stage if cells_per_stage is None else cells_per_stage
         return render_net(arch, cells_per_stage=n)
+
+
+def _shape(constraints: Any) -> tuple[int, int, int]:
+    """(image size, classes, input channels) of the constraints; CIFAR-10's by default."""
+    if constraints is None:
+        return 32, 10, 3
+    return constraints.image_size, constraints.num_classes, constraints.in_channels

@@ -1,4 +1,4 @@
-"""NAS-Bench-201 as a lookup table: the CSV reader, an EvaluationBackend over it, and a
+"""NAS-Bench-201 as a lookup table: the CSV reader (scored through the ``table`` backend) and a
 converter from the official NAS-Bench-201 / NATS-Bench API objects to that CSV.
 
 CSV format (see ``shared/data/README.md``): one row per cell, columns ``arch``,
@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from archlore.evaluator.records import Evaluation
-from archlore.search.records import Candidate
 from archlore.search.spaces.nb201 import ArchError, canonical
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet16-120")
@@ -133,33 +131,6 @@ def _read(path: Path, dataset: str) -> dict[str, NB201Entry]:
             except (ValueError, ArchError) as exc:
                 raise ValueError(f"{path}:{line}: bad NAS-Bench-201 row: {exc}") from None
     return rows
-
-
-class NB201TableBackend:
-    """EvaluationBackend answering from the table: futures resolve at once.
-
-    Candidates are looked up by ``candidate.arch``; every cell (also disconnected ones, which
-    the table holds too) gets its table values. ``queries`` counts lookups.
-    """
-
-    def __init__(self, table: NB201Table, workers: int = 1) -> None:
-        self.table = table
-        self.workers = workers
-        self.queries = 0
-
-    def submit(self, candidate: Candidate) -> Future[Evaluation]:
-        fut: Future[Evaluation] = Future()
-        self.queries += 1
-        if not candidate.arch:
-            ev = Evaluation(status="rejected", stage="build", dataset=self.table.dataset,
-                            reason="candidate has no NAS-Bench-201 arch string")
-        else:
-            ev = self.table.evaluate(candidate.arch)
-        fut.set_result(ev)
-        return fut
-
-    def close(self, cancel: bool = False) -> None:
-        pass
 
 
 # --- converter from the official API --------------------------------------------------------

@@ -83,6 +83,15 @@ class OpenSpace:
     """Open-ended space over ArchSpec. Every method is deterministic given its arguments."""
 
     name = "open"
+    needs_code = True
+    default_backend = "pool"
+
+    # -- genomes as text -------------------------------------------------------------------------
+    def encode(self, spec: ArchSpec) -> str:
+        return spec.to_json()
+
+    def decode(self, arch: str) -> ArchSpec:
+        return ArchSpec.from_json(arch)
 
     # -- sampling ------------------------------------------------------------------------------
     def seeds(self, constraints: Constraints | None = None) -> list[ArchSpec]:
@@ -137,6 +146,11 @@ class OpenSpace:
     def estimate_params(self, spec: ArchSpec, constraints: Constraints | None = None) -> int:
         return measure(spec, constraints or Constraints())[1]
 
+    def descriptor_ranges(self, constraints: Constraints | None = None
+                          ) -> dict[str, tuple[float, float]]:
+        c = constraints or Constraints()
+        return {"width_depth_ratio": (0.0, 200.0), "mmacs": (0.01, c.max_mmacs or 5000.0)}
+
     def describe(self, spec: ArchSpec, constraints: Constraints | None = None) -> dict[str, Any]:
         """Descriptors for archives/reports: depth, widths, width/depth ratio, block mix, cost."""
         widths = [channels(s.channels, spec.width) for s in spec.stages]
@@ -155,9 +169,10 @@ class OpenSpace:
         return d
 
     # -- variation -----------------------------------------------------------------------------
-    def crossover(self, a: ArchSpec, b: ArchSpec, rng: np.random.Generator) -> ArchSpec:
+    def crossover(self, a: ArchSpec, b: ArchSpec, rng: np.random.Generator,
+                  constraints: Constraints | None = None) -> ArchSpec:
         """Uniform crossover: each global field and each stage slot from either parent;
-        the stage count is one parent's."""
+        the stage count is one parent's. Shrunk to fit the caps when constraints are given."""
         pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
         n = len(pick(a, b).stages)
         stages = []
@@ -166,10 +181,23 @@ class OpenSpace:
             stages.append(options[int(rng.integers(len(options)))].model_copy(deep=True))
         fields = {f: getattr(pick(a, b), f) for f in ("stem", "norm", "act", "downsample", "head",
                                                        "init", "drop_path", "width", "resolution")}
-        return ArchSpec.model_validate({**{k: (v.model_dump() if hasattr(v, "model_dump") else v)
-                                           for k, v in fields.items()},
-                                        "name": f"{a.name}x{b.name}"[:60],
-                                        "stages": [s.model_dump() for s in stages]})
+        child = ArchSpec.model_validate({**{k: (v.model_dump() if hasattr(v, "model_dump") else v)
+                                            for k, v in fields.items()},
+                                         "name": f"{a.name}x{b.name}"[:60],
+                                         "stages": [s.model_dump() for s in stages]})
+        return child if constraints is None else self.fit(child, constraints)
+
+    def mutate(self, spec: ArchSpec, rng: np.random.Generator,
+               constraints: Constraints | None = None) -> ArchSpec:
+        """One random named move that changes the spec and fits the caps (the space's own,
+        knowledge-free variation: REA and random-walk baselines use it)."""
+        c = constraints or Constraints()
+        names = list(ALL_MOVES)
+        for i in rng.permutation(len(names)):
+            child = ALL_MOVES[names[int(i)]](spec, c, rng)
+            if child is not None and child.key() != spec.key() and fits(child, c):
+                return child
+        return self.random(rng, c)  # nothing applies: jump elsewhere rather than stall
 
     def move(self, spec: ArchSpec, name: str, constraints: Constraints | None = None,
              rng: np.random.Generator | None = None) -> ArchSpec | None:

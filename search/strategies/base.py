@@ -1,39 +1,58 @@
 """Strategy interface in pyribs' ask/tell spirit.
 
-The engine calls ``ask(n)`` when workers are free and ``tell(candidate)`` once per scored
-candidate, in candidate-id order. A strategy must be deterministic given its seed and the
-sequence of tells: resume rebuilds it by re-telling the stored candidates, so it keeps no
+The engine calls ``ask(n)`` when evaluation slots are free and ``tell(candidate)`` once per
+scored candidate, in candidate-id order. A strategy must be deterministic given its seed and
+the sequence of tells: resume rebuilds it by re-telling the stored candidates, so it keeps no
 random state that is not derived from ``(seed, number of proposals made so far)``.
+
+A strategy sees its space only through ``search.spaces.base.SearchSpace`` and its mutator only
+through the typed messages of ``search.protocol``. Its settings are a pydantic model, the
+class attribute ``Options`` (validated from ``SearchConfig.options``; unknown keys are an
+error), registered with the strategy.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from archlore.knowledge.schema import Idea
+from archlore.search.objectives import Objective, get_objectives
 from archlore.search.protocol import Constraints, Mutator
 from archlore.search.records import Candidate, Proposal
+from archlore.search.spaces.base import SearchSpace
+from pydantic import BaseModel, ConfigDict
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
 class StrategyContext:
     """Everything a strategy may use. Unused fields stay None."""
 
-    space: Any  # a search.spaces space object (open or nb201)
+    space: SearchSpace
     seed: int = 0
     constraints: Constraints = field(default_factory=Constraints)
     mutator: Mutator | None = None  # agent's offline or LLM mutator
-    knowledge: Any = None  # knowledge store (list/sample ideas, chunks for an idea)
-    options: dict[str, Any] = field(default_factory=dict)  # strategy-specific settings
+    knowledge: Any = None  # knowledge store (chunks for an idea), or None
+    ideas: list[Idea] | None = None  # the run's ideas (pinned in the run store on resume)
+    objectives: list[Objective] = field(
+        default_factory=lambda: get_objectives(["val_acc", "macs"]))
+    options: dict[str, Any] = field(default_factory=dict)  # validated by Strategy.Options
 
 
 class Strategy(ABC):
     name: str = "base"
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
+        self.space = ctx.space
+        self.opts = self.Options.model_validate(ctx.options)
         self.asked = 0  # proposals made so far; seeds the per-proposal RNG
 
     def rng(self) -> np.random.Generator:
@@ -48,6 +67,31 @@ class Strategy(ABC):
     def tell(self, candidate: Candidate) -> None:
         """One scored (or duplicate-rejected) candidate, in id order."""
 
+    def replay(self, candidate: Candidate) -> None:
+        """Resume: account for a stored proposal without proposing it again. The default
+        re-asks and discards (right for strategies whose ``ask`` changes state); strategies
+        whose ``ask`` only counts override it to skip the mutator call."""
+        self.ask(1)
+
     def stats(self) -> dict[str, Any]:
         """Strategy-specific state for progress views and reports."""
         return {}
+
+    # helpers ---------------------------------------------------------------------------------
+    def proposal(self, genome: Any, **fields: Any) -> Proposal:
+        """A Proposal carrying ``genome`` as text, plus its rendered code when the space is
+        scored from code."""
+        c = self.ctx.constraints
+        code = self.space.render(genome, c) if self.space.needs_code else None
+        return Proposal(arch=self.space.encode(genome), code=code, **fields)
+
+    def values(self, candidate: Candidate) -> list[float] | None:
+        """The run's objective values of a valid candidate (raw units), else None."""
+        ev = candidate.evaluation
+        if candidate.status == "duplicate" or ev is None or not ev.ok:
+            return None
+        vals = [o.value(ev) for o in self.ctx.objectives]
+        return None if any(v is None for v in vals) else [float(v) for v in vals]  # type: ignore[arg-type]
+
+    def minimised(self, values: list[float]) -> list[float]:
+        return [o.minimised(v) for o, v in zip(self.ctx.objectives, values, strict=True)]

@@ -1,21 +1,25 @@
 """FairNAD: fair idea sampling, Pareto-aware multi-type mutation, fine-grained feedback.
 
-Works on any space that offers initial architectures (``seeds(constraints)`` and/or
-``random(rng, constraints)`` / ``sample(rng)``) together with a ``Mutator``:
+Works on any ``SearchSpace`` together with a ``Mutator``, over the run's objectives (the
+first is the quality objective, e.g. validation accuracy; the second the cost the Pareto
+goals trade against, e.g. MACs or latency):
 
 - the first ``n_seeds`` proposals are the space's seeds, then random architectures;
 - afterwards each proposal draws one mutation type from a configurable mix:
   ``idea`` (a front parent + an idea from the fair sampler), ``pareto`` (the goal depends on
-  where the parent sits on the front: a cheap parent should gain accuracy within the MACs
-  budget, an accurate one should cut MACs keeping accuracy; an LLM mutator also gets an idea
-  whose reported effect fits the goal, drawn fairly; the offline mutator meets the goal with
-  one structural grow / shrink move), ``refine`` (continue the most recent lineage that reached
+  where the parent sits on the front: a cheap parent should gain accuracy within a cost
+  budget, an accurate one should cut the cost keeping accuracy -- a typed ``Goal``; a mutator
+  that reads paper text also gets an idea whose expected effect fits the goal, drawn fairly;
+  the offline mutator meets the goal with one structural grow / shrink move), ``refine`` (continue the most recent lineage that reached
   the front, with its history) and ``crossover`` (two front parents);
-- parents come from the current non-dominated set (val acc up, MACs down) by binary
-  tournament on crowding distance, which favours the sparse parts of the front;
-- feedback: per-idea statistics (``search.feedback``) drive the sampler and are quoted to the
-  mutator; each lineage keeps a short history of outcomes (errors, metrics, duplicates)
-  handed over as ``ParentInfo.feedback``; the LLM mutator also gets the idea's paper chunks.
+- parents come from the current non-dominated set by binary tournament on crowding
+  distance, which favours the sparse parts of the front;
+- feedback: per-idea statistics (``search.feedback``) drive the sampler and travel to the
+  mutator as an ``IdeaRecord``; each lineage keeps a short history of typed ``Outcome``s
+  (verdict, move, metric deltas, duplicate_of) handed over as ``ParentInfo.history``; a mutator
+  that reads paper text also gets the idea's chunks;
+- ideas the mutator cannot apply (``Mutator.unsupported_reason``) are left out of the draw
+  and counted in ``stats()["unsupported_ideas"]`` with the reason.
 
 Determinism: ``ask`` changes no state but ``asked`` (all randomness from ``self.rng()``), and
 ``tell`` is the only other mutator of state, so ``replay`` (resume) just counts the ask.
@@ -23,26 +27,45 @@ Determinism: ``ask`` changes no state but ``asked`` (all randomness from ``self.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from archlore.knowledge.schema import Direction, Idea
-from archlore.search.feedback import IdeaStats, describe_outcome
-from archlore.search.pareto import crowding_distance, non_dominated_mask, objectives
-from archlore.search.protocol import MutationRequest, ParentInfo
+from archlore.search.feedback import IdeaStats, objective_values, outcome
+from archlore.search.pareto import crowding_distance, non_dominated_mask
+from archlore.search.protocol import Goal, MutationRequest, Outcome, ParentInfo
 from archlore.search.records import Candidate, Proposal
 from archlore.search.registry import register_strategy
 from archlore.search.sampler import FairIdeaSampler
 from archlore.search.strategies.base import Strategy, StrategyContext
+from pydantic import BaseModel, ConfigDict, Field
 
 OPERATORS = ("idea", "pareto", "refine", "crossover")
-DEFAULT_MIX = {"idea": 0.4, "pareto": 0.3, "refine": 0.15, "crossover": 0.15}
-FEEDBACK_LINES = 5
+HISTORY = 5  # lineage outcomes handed to the mutator
 
-# Pareto-aware goals. The offline mutator reads the leading keyword ("grow" / "shrink") and
-# the first "<number> MMACs" as the budget (agent/offline.py), an LLM reads the whole sentence.
-GOAL_ACCURACY = "grow"
-GOAL_CUT_MACS = "shrink"
+
+class MutationMix(BaseModel):
+    """Relative weights of FairNAD's mutation types (normalised at use)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idea: float = Field(0.4, ge=0)  # fair-idea mutation of a front parent
+    pareto: float = Field(0.3, ge=0)  # goal depends on where the parent sits on the front
+    refine: float = Field(0.15, ge=0)  # continue the most promising lineage
+    crossover: float = Field(0.15, ge=0)
+
+
+class FairNADOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_seeds: int = Field(6, ge=0)  # initial candidates (the space's seeds, then random)
+    mutation: MutationMix = Field(default_factory=MutationMix)
+
+
+def effect_of(idea: Idea, field: str | None) -> Direction | None:
+    """The idea's expected effect on the quantity an objective is predicted by."""
+    return getattr(idea.effect, field, None) if field else None
 
 
 def load_ideas(knowledge: Any) -> list[Idea]:
@@ -59,32 +82,31 @@ def load_ideas(knowledge: Any) -> list[Idea]:
 @register_strategy("fairnad")
 class FairNAD(Strategy):
     name = "fairnad"
+    Options = FairNADOptions
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         if ctx.mutator is None:
             raise ValueError("fairnad needs a mutator (the offline mutator works without an LLM)")
-        opts = ctx.options
-        self.space = ctx.space
-        self.space_name = str(getattr(ctx.space, "name", "open"))
-        self.uses_code = bool(getattr(ctx.space, "needs_code", True))
-        self.n_seeds = int(opts.get("n_seeds", 6))
-        mix = {k: float(v) for k, v in (opts.get("mutation") or DEFAULT_MIX).items() if k in OPERATORS}
+        mix = self.opts.mutation.model_dump()
         total = sum(mix.values())
         if total <= 0:
             raise ValueError(f"mutation mix has no positive weight: {mix}")
-        self.mix = {k: mix.get(k, 0.0) / total for k in OPERATORS}
-        self.offline = offline = getattr(ctx.mutator, "name", "") == "offline"
-        self.use_chunks = bool(opts.get("chunks", not offline))
-        # the run's own idea list when the engine pins one (resume), else the knowledge store
-        ideas = list(opts.get("ideas") or load_ideas(ctx.knowledge))
-        if offline:  # the offline mutator can only apply ideas with structured edits
-            ideas = [i for i in ideas if (i.cell_ops if self.space_name == "nb201" else i.edits)]
-        self.sampler = FairIdeaSampler(ideas)
+        self.mix = {k: mix[k] / total for k in OPERATORS}
+        self.objectives = ctx.objectives
+        self.quality, self.cost = ctx.objectives[0], ctx.objectives[1]
+        self.use_chunks = bool(getattr(ctx.mutator, "uses_paper_text", False))
+        ideas = list(ctx.ideas if ctx.ideas is not None else load_ideas(ctx.knowledge))
+        self.unsupported: dict[str, str] = {}  # idea id -> why this mutator cannot apply it
+        for idea in ideas:
+            why = ctx.mutator.unsupported_reason(idea, self.space.name)
+            if why:
+                self.unsupported[idea.id] = why
+        self.sampler = FairIdeaSampler(i for i in ideas if i.id not in self.unsupported)
         self.idea_stats = IdeaStats()
         self.archive: dict[int, Candidate] = {}
         self.front: list[int] = []
-        self.feedback: dict[int, list[str]] = {}
+        self.history: dict[int, list[Outcome]] = {}
         self.op_counts: dict[str, dict[str, int]] = {}
         self._seeds: list[Any] | None = None
         self._chunks: dict[str, list[str]] = {}
@@ -104,7 +126,7 @@ class FairNAD(Strategy):
         self.asked += 1
 
     def _propose(self, k: int, rng: np.random.Generator) -> Proposal:
-        if k < self.n_seeds or not self.front:
+        if k < self.opts.n_seeds or not self.front:
             return self._initial(k, rng)
         prop = self._propose_mutation(rng)
         if prop.error and prop.operator in ("pareto", "refine", "crossover"):
@@ -125,17 +147,15 @@ class FairNAD(Strategy):
                 op = "idea"
         if op == "crossover":
             a, b = self._tournament(rng, 2)
-            return self._mutate(op, [a, b], None, "", rng)
+            return self._mutate(op, [a, b], None, None, rng)
         parent = tip if op == "refine" else self._tournament(rng, 1)[0]
-        instruction, allowed = "", None
-        if op == "pareto":
-            instruction, allowed = self._pareto_goal(parent)
-            if self.offline:  # the offline mutator meets the goal with a grow / shrink move
-                return self._mutate(op, [parent], None, instruction, rng)
+        goal, allowed = None, None
+        if op == "pareto":  # an idea whose expected effect fits the goal (a structural
+            goal, allowed = self._pareto_goal(parent)  # mutator may meet it with a move instead)
         # A "no-op" idea is never told, so it stays the least tried (most likely) idea of its
         # category: after one, draw again inside the same category, and leave the category
         # only when all its ideas are no-ops -- so each category with an applicable idea keeps
-        # an equal share. No-ops come from the offline mutator only (cheap), so no retry cap.
+        # an equal share.
         tried: set[str] = set()
         cat: str | None = None
         while True:
@@ -152,52 +172,46 @@ class FairNAD(Strategy):
                 continue
             if idea is None and tried:  # every idea is a no-op for this parent
                 break
-            prop = self._mutate(op, [parent], idea, instruction, rng)
-            if idea is None or not (prop.error or "").startswith("no-op"):
+            prop = self._mutate(op, [parent], idea, goal, rng)
+            if idea is None or prop.mutation_status not in ("no_op", "unsupported"):
                 return prop
             tried.add(idea.id)
             cat = idea.category.value
         # every drawn idea was already in the parent: continue its lineage with a small move
-        return self._mutate("refine", [parent], None, "", rng)
+        return self._mutate("refine", [parent], None, None, rng)
 
     def _initial(self, k: int, rng: np.random.Generator) -> Proposal:
         c = self.ctx.constraints
         if self._seeds is None:
-            seeds = getattr(self.space, "seeds", None)
-            self._seeds = list(seeds(c)) if seeds is not None else []
+            self._seeds = list(self.space.seeds(c))
         if k < len(self._seeds):
             genome, op = self._seeds[k], "init"
-        elif hasattr(self.space, "random"):
-            genome, op = self.space.random(rng, c), "random"
         else:
-            genome, op = self.space.sample(rng), "random"
-        if isinstance(genome, str):  # table space: an arch string
-            code = self.space.render(genome) if self.uses_code else None
-            return Proposal(code=code, arch=genome, operator=op, notes="initial architecture")
-        return Proposal(code=self.space.render(genome, c), arch=genome.to_json(), operator=op,
-                        notes=f"initial architecture {getattr(genome, 'name', '')}".strip())
+            genome, op = self.space.random(rng, c), "random"
+        return self.proposal(genome, operator=op, notes="initial architecture")
 
-    def _mutate(self, op: str, parents: list[int], idea: Idea | None, instruction: str,
+    def _mutate(self, op: str, parents: list[int], idea: Idea | None, goal: Goal | None,
                 rng: np.random.Generator) -> Proposal:
-        infos = [self._parent_info(p, idea) for p in parents]
-        req = MutationRequest(operator=op, space=self.space_name, parents=infos, idea=idea,
-                              chunks=self._idea_chunks(idea), instruction=instruction,
-                              constraints=self.ctx.constraints, seed=int(rng.integers(2**31)))
+        req = MutationRequest(
+            operator=op, space=self.space.name, parents=[self._parent_info(p) for p in parents],
+            idea=idea, idea_record=self.idea_stats.record_of(idea.id) if idea else None,
+            chunks=self._idea_chunks(idea), goal=goal, objectives=[o.name for o in self.objectives], constraints=self.ctx.constraints,
+            seed=int(rng.integers(2**31)))
         res = self.ctx.mutator.mutate(req)
-        produced = res.code if self.uses_code else (res.arch or res.code)
+        produced = res.code if self.space.needs_code else (res.arch or res.code)
         return Proposal(code=res.code, arch=res.arch, parents=parents,
-                        idea_id=idea.id if idea else None, operator=op, mode=res.mode,
+                        idea_id=idea.id if idea is not None and res.applied_idea else None,
+                        operator=op, mode=res.mode, move=res.move,
+                        mutation_status=res.status if produced else (
+                            res.status if res.status != "ok" else "error"),
                         prompt=res.prompt, response=res.response, usage=res.usage,
-                        notes=((instruction + "; ") if instruction else "") + res.notes,
+                        notes=res.notes,
                         error=None if produced else (res.error or "the mutator returned nothing"))
 
-    def _parent_info(self, cid: int, idea: Idea | None) -> ParentInfo:
+    def _parent_info(self, cid: int) -> ParentInfo:
         c = self.archive[cid]
-        fb = list(self.feedback.get(cid, []))[-FEEDBACK_LINES:]  # newest last
-        if idea is not None:  # how the idea fared in this run, ahead of the lineage's history
-            fb.insert(0, self.idea_stats.summary(idea.id))
         return ParentInfo(candidate_id=cid, code=c.code or "", arch=c.arch, evaluation=c.evaluation,
-                          feedback=fb)
+                          history=list(self.history.get(cid, []))[-HISTORY:])
 
     def _idea_chunks(self, idea: Idea | None) -> list[str]:
         kn = self.ctx.knowledge
@@ -211,15 +225,19 @@ class FairNAD(Strategy):
         return self._chunks[idea.id]
 
     # -- selection -----------------------------------------------------------------------------
-    def _metrics(self, cid: int) -> tuple[float, float]:
-        ev = self.archive[cid].evaluation
-        return ev.val_acc, ev.macs / 1e6
+    def _values(self, cid: int) -> dict[str, float]:
+        vals = objective_values(self.archive[cid], self.objectives)
+        assert vals is not None  # only valid candidates enter the front
+        return vals
+
+    def _points(self, ids: list[int]) -> np.ndarray:
+        return np.array([[o.minimised(self._values(i)[o.name]) for o in self.objectives]
+                         for i in ids], dtype=float)
 
     def _tournament(self, rng: np.random.Generator, n: int) -> list[int]:
         """``n`` distinct front members, each the less crowded of two random ones."""
         pool = list(self.front)
-        acc, mm = zip(*(self._metrics(c) for c in pool), strict=True)
-        crowd = crowding_distance(objectives(acc, mm))
+        crowd = crowding_distance(self._points(pool))
         picked: list[int] = []
         for _ in range(n):
             idx = [i for i in range(len(pool)) if pool[i] not in picked]
@@ -228,22 +246,33 @@ class FairNAD(Strategy):
             picked.append(pool[win])
         return picked
 
-    def _pareto_goal(self, parent: int):
-        """(instruction, idea filter) from where ``parent`` sits on the front."""
-        by_macs = sorted(self.front, key=lambda c: self._metrics(c)[1])
-        pos = by_macs.index(parent)
-        acc, mm = self._metrics(parent)
-        cap = self.ctx.constraints.max_mmacs
-        if pos < len(by_macs) / 2:  # cheap parent
-            nxt = self._metrics(by_macs[pos + 1])[1] if pos + 1 < len(by_macs) else None
-            budget = min(x for x in (nxt, cap, 2 * mm) if x is not None)
-            text = (f"{GOAL_ACCURACY}: gain accuracy while staying under {budget:.4g} MMACs per "
-                    f"image (the parent is among the cheapest on the Pareto front; val acc "
-                    f"{100 * acc:.2f}%)")
-            return text, lambda i: i.effect.accuracy == Direction.UP and i.effect.macs != Direction.UP
-        text = (f"{GOAL_CUT_MACS}: cut MACs keeping accuracy near {100 * acc:.2f}% (the parent is "
-                f"among the most accurate on the Pareto front)")
-        return text, lambda i: i.effect.macs == Direction.DOWN
+    def _cap(self) -> float | None:
+        """The run's hard cap on the cost objective, raw units, if it has one."""
+        c = self.ctx.constraints
+        if self.cost.name == "macs" and c.max_mmacs is not None:
+            return c.max_mmacs * 1e6
+        if self.cost.name == "params" and c.max_params is not None:
+            return float(c.max_params)
+        return None
+
+    def _pareto_goal(self, parent: int) -> tuple[Goal, Callable[[Idea], bool]]:
+        """The typed goal (and the ideas that fit it) from where ``parent`` sits on the front,
+        ordered by the cost objective."""
+        q, cost = self.quality, self.cost
+        by_cost = sorted(self.front, key=lambda i: self.cost.minimised(self._values(i)[cost.name]))
+        pos = by_cost.index(parent)
+        vals = self._values(parent)
+        if pos < len(by_cost) / 2:  # cheap parent: gain quality within a cost budget
+            nxt = self._values(by_cost[pos + 1])[cost.name] if pos + 1 < len(by_cost) else None
+            budget = min(x for x in (nxt, self._cap(), 2 * vals[cost.name]) if x is not None)
+            goal = Goal(improve=q.name, direction=q.direction, budgets={cost.name: budget},
+                        reason=f"the parent is among the cheapest on the Pareto front; "
+                               f"{q.name} {q.display(vals[q.name], 2)}")
+            return goal, lambda i: (effect_of(i, q.effect) == Direction.UP
+                                    and effect_of(i, cost.effect) != Direction.UP)
+        goal = Goal(improve=cost.name, direction=cost.direction, floors={q.name: vals[q.name]},
+                    reason="the parent is among the most accurate on the Pareto front")
+        return goal, lambda i: effect_of(i, cost.effect) == Direction.DOWN
 
     def _lineage_tip(self) -> int | None:
         """Most recent mutated candidate on the front (a lineage worth continuing)."""
@@ -254,45 +283,33 @@ class FairNAD(Strategy):
     def tell(self, candidate: Candidate) -> None:
         c = candidate
         self.archive[c.id] = c
-        ev = c.evaluation if c.status != "duplicate" else None
+        mine = objective_values(c, self.objectives)
         on_front = False
-        if ev is not None and ev.ok and ev.val_acc is not None and ev.macs is not None:
+        if mine is not None:
             ids = self.front + [c.id]
-            keep = non_dominated_mask(objectives(*zip(*(self._metrics(i) for i in ids), strict=True)))
+            keep = non_dominated_mask(self._points(ids))
             self.front = [i for i, k in zip(ids, keep, strict=True) if k]
             on_front = bool(keep[-1])
         parent = self.archive.get(c.parents[0]) if c.parents else None
-        parent_ev = parent.evaluation if parent is not None else None
         if c.status != "duplicate":
-            self.idea_stats.record(c.idea_id, ev, parent_ev, on_front)
-        dup = _duplicate_of(c)
-        line = describe_outcome(c.id, c.operator, c.idea_id, ev if c.status != "duplicate" else None,
-                                parent_ev, duplicate_of=dup if c.status == "duplicate" else None,
-                                notes=c.notes)
+            self.idea_stats.record(c.idea_id, mine, objective_values(parent, self.objectives),
+                                   on_front)
+        line = outcome(c, parent, self.objectives)
         if parent is not None:
-            self.feedback.setdefault(parent.id, []).append(line)
-        history = list(self.feedback.get(parent.id, []))[-FEEDBACK_LINES:] if parent else []
-        self.feedback[c.id] = [x for x in history if x != line] + [line]
+            self.history.setdefault(parent.id, []).append(line)
+        lineage = list(self.history.get(parent.id, []))[-HISTORY:] if parent else []
+        self.history[c.id] = [x for x in lineage if x.candidate_id != c.id] + [line]
         st = self.op_counts.setdefault(c.operator, {"told": 0, "valid": 0, "front": 0, "duplicate": 0})
         st["told"] += 1
-        st["valid"] += int(ev is not None and ev.ok)
+        st["valid"] += int(mine is not None)
         st["front"] += int(on_front)
         st["duplicate"] += int(c.status == "duplicate")
 
     def stats(self) -> dict[str, Any]:
         return {"asked": self.asked, "front": list(self.front),
                 "categories": self.sampler.categories,
-                "idea_stats": self.idea_stats.as_dict(), "operators": self.op_counts}
+                "idea_stats": self.idea_stats.as_dict(), "operators": self.op_counts,
+                "unsupported_ideas": dict(sorted(self.unsupported.items()))}
 
 
-def _duplicate_of(c: Candidate) -> int | None:
-    """The engine notes ``[near-duplicate of #N]``; read N back for the feedback line."""
-    marker = "near-duplicate of #"
-    if marker not in c.notes:
-        return None
-    tail = c.notes.split(marker, 1)[1]
-    digits = "".join(ch for ch in tail if ch.isdigit() or ch == "]").split("]")[0]
-    return int(digits) if digits else None
-
-
-__all__ = ["FairNAD", "GOAL_ACCURACY", "GOAL_CUT_MACS", "load_ideas"]
+__all__ = ["FairNAD", "FairNADOptions", "MutationMix", "load_ideas"]

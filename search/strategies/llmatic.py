@@ -16,14 +16,14 @@
 Mutations go through ``ctx.mutator`` (offline or LLM); the prompt is both the request's
 ``instruction`` and, for NB201, an idea whose ``cell_ops`` the offline mutator applies. Without
 a mutator the space's own random mutation stands in. What the strategy needs to remember about
-a proposal travels in ``Proposal.notes`` (``[llmatic g=.. p=.. t=..]``), so re-telling stored
+a proposal (generation, prompt, temperature, prompt-archive cell) travels in the typed
+``Proposal.strategy_data`` (``LLMaticTag``), stored with the candidate, so re-telling stored
 candidates on resume rebuilds the same state.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from archlore.search.protocol import MutationRequest, ParentInfo
 from archlore.search.records import Candidate, Proposal
 from archlore.search.registry import register_strategy
 from archlore.search.strategies.base import Strategy, StrategyContext
+from pydantic import BaseModel, ConfigDict, Field
 
 # LLMatic's NAS-Bench-201 prompts (paper, App. A) and the cell ops they mean.
 NB201_PROMPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -63,38 +64,48 @@ OPEN_PROMPTS: tuple[str, ...] = tuple(p + " to improve the above network" if not
 CROSSOVER_PROMPT = ("Combine the above two neural networks and create a third neural network "
                     "class that also inherits from nn.Module and performs better than the above "
                     "two neural networks")
-_NOTE = re.compile(r"\[llmatic g=(\d+) p=(-?\d+) t=([0-9.]+) c=(-?\d+)\]")
+
+
+class LLMaticOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch: int = Field(20, ge=1)  # generation size
+    initial: int = Field(10, ge=1)  # random networks before mutation starts
+    p_mutation: float = Field(0.7, ge=0, le=1)
+    temperature: float = Field(0.6, ge=0, le=1)  # initial
+    niches: int = Field(10, ge=1)  # per descriptor dimension
+    wd_range: tuple[float, float] | None = None  # width/depth bounds; None = the space's
+    mmacs_range: tuple[float, float] | None = None  # MACs bounds (millions, log scale)
+
+
+class LLMaticTag(BaseModel):
+    """What LLMatic remembers about one proposal (``Proposal.strategy_data``)."""
+
+    generation: int
+    prompt_id: int = -1  # -1: a random initial network or a crossover
+    temperature: float = 0.0
+    cell: int = -1  # the prompt-archive cell the prompt came from (-1: none)
 
 
 @register_strategy("llmatic")
 class LLMatic(Strategy):
-    """Options: ``batch`` (generation size, 20), ``initial`` (random networks, 10),
-    ``p_mutation`` (0.7), ``temperature`` (initial, 0.6), ``niches`` (per dimension, 10),
-    ``wd_range`` (width/depth bounds), ``mmacs_range`` (MACs bounds, millions; log scale)."""
-
     name = "llmatic"
+    Options = LLMaticOptions
 
     def __init__(self, ctx: StrategyContext) -> None:
         from ribs.archives import CVTArchive  # lazy: pyribs pulls scipy/sklearn
 
         super().__init__(ctx)
-        o = ctx.options
-        self.batch = int(o.get("batch", 20))
-        self.initial = int(o.get("initial", 10))
-        self.p_mutation = float(o.get("p_mutation", 0.7))
-        self.t0 = float(o.get("temperature", 0.6))
-        niches = int(o.get("niches", 10)) ** 2
-        self.space_name = getattr(ctx.space, "name", "open")
+        o = self.opts
+        self.batch, self.initial, self.p_mutation = o.batch, o.initial, o.p_mutation
+        self.t0 = o.temperature
+        niches = o.niches ** 2
+        self.space_name = ctx.space.name
         self.prompts = ([p for p, _ in NB201_PROMPTS] if self.space_name == "nb201"
                         else list(OPEN_PROMPTS))
-        c = ctx.constraints
-        if self.space_name == "nb201":
-            lo, hi = ctx.space.macs_range(c.image_size, c.num_classes, c.in_channels)
-            default_wd, default_macs = (0.0, 3.0), (lo / 1e6, hi / 1e6)
-        else:
-            default_wd, default_macs = (0.0, 200.0), (0.01, c.max_mmacs or 5000.0)
-        self.wd_range = tuple(o.get("wd_range", default_wd))
-        self.mmacs_range = tuple(o.get("mmacs_range", default_macs))
+        ranges = ctx.space.descriptor_ranges(ctx.constraints)
+        self.wd_range = tuple(o.wd_range or ranges["width_depth_ratio"])
+        self.mmacs_range = tuple(o.mmacs_range or ranges["mmacs"])
         # k-means centroids from a fixed seed: the archives' geometry never depends on the run
         centroids = _centroids(niches)
         common = dict(ranges=[(0.0, 1.0), (0.0, 1.0)], centroids=centroids)
@@ -131,9 +142,9 @@ class LLMatic(Strategy):
         self.asked += 1
 
     def _random(self, rng: np.random.Generator, gen: int) -> Proposal:
-        arch, code = _sample(self.ctx, rng)
-        return Proposal(arch=arch, code=code, operator="random",
-                        notes=f"[llmatic g={gen} p=-1 t=0 c=-1] random initial network")
+        genome = self.space.random(rng, self.ctx.constraints)
+        return self.proposal(genome, operator="random", notes="random initial network",
+                             strategy_data=LLMaticTag(generation=gen).model_dump())
 
     def _elite_ids(self) -> np.ndarray:
         return self.networks.data("solution")[:, 0].astype(int)
@@ -157,12 +168,12 @@ class LLMatic(Strategy):
         if slot % 2 == 1:  # half the batch jitters the temperature
             temp += float(rng.uniform(-0.1, 0.1))
         temp = float(np.clip(temp, 0.0, 1.0))
-        note = f"[llmatic g={gen} p={prompt_id} t={temp:.4f} c={cell}]"
+        tag = LLMaticTag(generation=gen, prompt_id=prompt_id, temperature=round(temp, 4), cell=cell)
         req = MutationRequest(
             operator="mutate", space=self.space_name, parents=[self._parent(parent)],
             idea=self._prompt_idea(prompt_id), instruction=self.prompts[prompt_id],
             constraints=self.ctx.constraints, seed=_seed(rng), temperature=temp)
-        return self._call(req, rng, note, [parent])
+        return self._call(req, rng, tag, [parent])
 
     def _crossover(self, rng: np.random.Generator, gen: int) -> Proposal:
         ids = self._elite_ids()
@@ -176,20 +187,26 @@ class LLMatic(Strategy):
             operator="crossover", space=self.space_name,
             parents=[self._parent(a), self._parent(b)], instruction=CROSSOVER_PROMPT,
             constraints=self.ctx.constraints, seed=_seed(rng), temperature=0.7)
-        return self._call(req, rng, f"[llmatic g={gen} p=-1 t=0.7 c=-1]", [a, b])
+        return self._call(req, rng, LLMaticTag(generation=gen, temperature=0.7), [a, b])
 
-    def _call(self, req: MutationRequest, rng: np.random.Generator, note: str,
+    def _call(self, req: MutationRequest, rng: np.random.Generator, tag: LLMaticTag,
               parents: list[int]) -> Proposal:
         mut = self.ctx.mutator
+        data = tag.model_dump()
         if mut is None:  # no mutator: the space's own variation operators stand in
-            arch, code = _vary(self.ctx, [self.archs[p][0] for p in parents], rng)
-            return Proposal(arch=arch, code=code, parents=parents, operator=req.operator,
-                            mode="none", prompt=req.instruction, notes=note)
+            c = self.ctx.constraints
+            genomes = [self.space.decode(self.archs[p][0]) for p in parents]
+            child = (self.space.crossover(genomes[0], genomes[1], rng, c) if len(genomes) > 1
+                     else self.space.mutate(genomes[0], rng, c))
+            return self.proposal(child, parents=parents, operator=req.operator,
+                                 prompt=req.instruction, strategy_data=data)
         res = mut.mutate(req)
         return Proposal(arch=res.arch, code=res.code, parents=parents, operator=req.operator,
-                        mode=res.mode, prompt=res.prompt or req.instruction,
-                        response=res.response, usage=res.usage, error=res.error,
-                        idea_id=req.idea.id if req.idea else None, notes=f"{note} {res.notes}")
+                        mode=res.mode, move=res.move, mutation_status=res.status,
+                        prompt=res.prompt or req.instruction, response=res.response,
+                        usage=res.usage, error=res.error,
+                        idea_id=req.idea.id if req.idea and res.applied_idea else None,
+                        notes=res.notes, strategy_data=data)
 
     def _parent(self, cid: int) -> ParentInfo:
         arch, code = self.archs[cid]
@@ -204,16 +221,16 @@ class LLMatic(Strategy):
 
     # -- tell ------------------------------------------------------------------------------------
     def tell(self, candidate: Candidate) -> None:
-        m = _NOTE.search(candidate.notes or "")
-        if m is None:
+        if not candidate.strategy_data:
             return  # not one of ours
-        gen, prompt_id, temp, cell = int(m[1]), int(m[2]), float(m[3]), int(m[4])
+        tag = LLMaticTag.model_validate(candidate.strategy_data)
+        gen, prompt_id, temp, cell = tag.generation, tag.prompt_id, tag.temperature, tag.cell
         if candidate.status == "duplicate":
             fitness, added, trainable = None, False, True  # nothing new: counts as not added
         else:
-            ev = candidate.evaluation
-            trainable = ev is not None and ev.ok and ev.val_acc is not None
-            fitness = float(ev.val_acc) if trainable else None
+            vals = self.values(candidate)
+            trainable = vals is not None
+            fitness = -self.minimised(vals)[0] if vals is not None else None
             added = False
             if trainable:
                 self.archs[candidate.id] = (candidate.arch or "", candidate.code)
@@ -245,8 +262,11 @@ class LLMatic(Strategy):
 
     def _measures(self, cand: Candidate) -> list[float]:
         ev = cand.evaluation
-        desc = _describe(self.ctx, cand.arch or "")
-        wd = desc.get("width_to_depth", desc.get("width_depth_ratio", 0.0))
+        try:
+            desc = self.space.describe(self.space.decode(cand.arch or ""), self.ctx.constraints)
+        except ValueError:
+            desc = {}
+        wd = desc.get("width_depth_ratio", 0.0)
         mmacs = (ev.macs / 1e6) if ev is not None and ev.macs else desc.get("mmacs", 0.0)
         lo, hi = self.wd_range
         x = (float(wd) - lo) / (hi - lo) if hi > lo else 0.0
@@ -275,45 +295,5 @@ def _centroids(niches: int) -> np.ndarray:
     return _CENTROIDS[niches]
 
 
-# -- space adapters: NB201 genotypes are strings, the open space's are ArchSpec JSON -------------
-
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
-
-
-def _sample(ctx: StrategyContext, rng: np.random.Generator) -> tuple[str, str | None]:
-    space = ctx.space
-    if hasattr(space, "sample"):
-        arch = space.sample(rng)
-        return arch, (space.render(arch) if getattr(space, "needs_code", True) else None)
-    spec = space.random(rng, ctx.constraints)
-    return spec.model_dump_json(), space.render(spec, ctx.constraints)
-
-
-def _vary(ctx: StrategyContext, parents: list[str], rng: np.random.Generator
-          ) -> tuple[str, str | None]:
-    space = ctx.space
-    if hasattr(space, "sample"):  # string genotypes (NB201)
-        arch = (space.crossover(parents[0], parents[1], rng) if len(parents) > 1
-                else space.mutate(parents[0], rng))
-        return arch, (space.render(arch) if getattr(space, "needs_code", True) else None)
-    from archlore.search.spaces.open import ArchSpec
-
-    specs = [ArchSpec.model_validate_json(p) for p in parents]
-    spec = (space.crossover(specs[0], specs[1], rng) if len(specs) > 1
-            else space.random(rng, ctx.constraints))
-    return spec.model_dump_json(), space.render(spec, ctx.constraints)
-
-
-def _describe(ctx: StrategyContext, arch: str) -> dict[str, Any]:
-    space = ctx.space
-    if not arch or not hasattr(space, "describe"):
-        return {}
-    try:
-        if hasattr(space, "sample"):
-            return space.describe(arch)
-        from archlore.search.spaces.open import ArchSpec
-
-        return space.describe(ArchSpec.model_validate_json(arch))
-    except ValueError:
-        return {}

@@ -15,23 +15,28 @@ from typing import Any
 from archlore.search.records import Candidate, Proposal
 from archlore.search.registry import register_strategy
 from archlore.search.strategies.base import Strategy, StrategyContext
-from archlore.search.strategies.random_search import proposal_for
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class REAOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    population: int = Field(10, ge=1)  # P
+    sample: int = Field(3, ge=1)  # S (tournament size)
 
 
 @register_strategy("rea")
 class RegularizedEvolution(Strategy):
-    """Options (``ctx.options``): ``population`` (P, default 10), ``sample`` (S, default 3)."""
+    """Fitness is the run's first objective (validation accuracy by default)."""
 
     name = "rea"
+    Options = REAOptions
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
-        self.population_size = int(ctx.options.get("population", 10))
-        self.sample_size = int(ctx.options.get("sample", 3))
-        if self.population_size < 1 or not 1 <= self.sample_size:
-            raise ValueError(f"REA needs population >= 1 and sample >= 1, got "
-                             f"P={self.population_size}, S={self.sample_size}")
-        # (candidate id, arch, val_acc), oldest on the left
+        self.population_size = self.opts.population
+        self.sample_size = self.opts.sample
+        # (candidate id, arch, fitness: the first objective, larger is better), oldest left
         self.population: deque[tuple[int, str, float]] = deque()
         self.removed: list[int] = []  # ids aged out, oldest first (for reports and tests)
 
@@ -42,23 +47,23 @@ class RegularizedEvolution(Strategy):
             if self.asked < self.population_size or not self.population:
                 if self.asked >= self.population_size and not self.population:
                     break  # warm-up proposals still in flight or all failed: wait for results
-                arch = self.ctx.space.sample(rng)
-                out.append(proposal_for(self.ctx, arch, operator="random"))
+                genome = self.space.random(rng, self.ctx.constraints)
+                out.append(self.proposal(genome, operator="random"))
             else:
                 k = min(self.sample_size, len(self.population))
                 picks = rng.choice(len(self.population), size=k, replace=False)
                 # ties broken by the earlier draw: deterministic
                 cid, parent, _ = max((self.population[int(i)] for i in picks), key=lambda m: m[2])
-                arch = self.ctx.space.mutate(parent, rng)
-                out.append(proposal_for(self.ctx, arch, operator="mutate", parents=[cid]))
+                child = self.space.mutate(self.space.decode(parent), rng, self.ctx.constraints)
+                out.append(self.proposal(child, operator="mutate", parents=[cid]))
             self.asked += 1
         return out
 
     def tell(self, candidate: Candidate) -> None:
-        if candidate.status != "evaluated" or not candidate.valid or candidate.arch is None:
+        vals = self.values(candidate)
+        if vals is None or candidate.arch is None:
             return  # duplicates and failures do not join the population
-        assert candidate.evaluation is not None and candidate.evaluation.val_acc is not None
-        self.population.append((candidate.id, candidate.arch, candidate.evaluation.val_acc))
+        self.population.append((candidate.id, candidate.arch, -self.minimised(vals)[0]))
         if len(self.population) > self.population_size:
             self.removed.append(self.population.popleft()[0])
 

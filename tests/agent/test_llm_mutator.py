@@ -15,7 +15,7 @@ from archlore.evaluator import policy
 from archlore.evaluator.cascade import build_model, check_shape, count_macs
 from archlore.evaluator.records import Evaluation
 from archlore.knowledge.schema import Category, Idea, Provenance
-from archlore.search.protocol import Constraints, MutationRequest, ParentInfo
+from archlore.search.protocol import Constraints, Failure, MutationRequest, Outcome, ParentInfo
 
 from tests.agent.conftest import PARENT
 
@@ -69,7 +69,9 @@ def valid_child(code: str) -> bool:
 
 
 def request(operator="idea", **kw) -> MutationRequest:
-    parent = ParentInfo(candidate_id=3, code=PARENT, feedback=["cand 1: val 0.91, 0.2 MMACs"],
+    parent = ParentInfo(candidate_id=3, code=PARENT, history=[Outcome(
+                            candidate_id=1, operator="idea", verdict="better",
+                            metrics={"val_acc": 0.91, "macs": 200_000.0})],
                         evaluation=Evaluation(status="ok", stage="eval", val_acc=0.93,
                                               macs=300_000, params=6000))
     return MutationRequest(operator=operator, parents=[parent], constraints=DIGITS, **kw)
@@ -87,7 +89,7 @@ def test_idea_mutation_applies_search_replace_blocks(server, make_model):
     assert "<<<<<<< SEARCH" in system and "Net(num_classes=10, in_channels=1)" in system
     for needle in ("SE blocks bring significant improvements", "Squeeze-and-Excitation Networks",
                    "adaptively recalibrates", "stay under 0.5 MMACs", "0.9300",
-                   "cand 1: val 0.91", "self.fc = nn.Linear(32, num_classes)"):
+                   "#1 idea: val_acc 91.000 %", "self.fc = nn.Linear(32, num_classes)"):
         assert needle in user, needle
     assert result.usage.calls == 1 and result.usage.prompt_tokens > 0
 
@@ -152,8 +154,9 @@ def test_repair_operator_sends_the_error(server, make_model):
     fix = ("<<<<<<< SEARCH\n        self.fc = nn.Linear(64, num_classes)\n=======\n"
            "        self.fc = nn.Linear(32, num_classes)\n>>>>>>> REPLACE\n")
     server.script = [fix]
-    req = request(operator="repair", error="shape stage: mat1 and mat2 shapes cannot be "
-                                           "multiplied (2x32 and 64x10)")
+    req = request(operator="repair", failure=Failure(
+        status="rejected", stage="shape",
+        reason="mat1 and mat2 shapes cannot be multiplied (2x32 and 64x10)"))
     req.parents[0].code = broken
     result = LLMMutator(make_model()).mutate(req)
     assert result.mode == "delta" and valid_child(result.code)

@@ -10,7 +10,15 @@ from archlore.corpora import load_builtin_ideas
 from archlore.evaluator.cascade import build_model, check_shape, count_macs, count_params
 from archlore.evaluator.policy import check_source
 from archlore.evaluator.records import Evaluation
-from archlore.search.protocol import Constraints, MutationRequest, Mutator, ParentInfo
+from archlore.search.protocol import (
+    Constraints,
+    Failure,
+    Goal,
+    MutationRequest,
+    Mutator,
+    Outcome,
+    ParentInfo,
+)
 from archlore.search.spaces.open import ArchSpec, OpenSpace, apply_edits, render
 
 DIGITS = Constraints()
@@ -97,25 +105,35 @@ def test_idea_children_respect_the_caps():
         assert "shrunk to fit the caps" in res.notes or idea_id == "bottleneck-transformer"
 
 
-def test_pareto_grow_and_shrink_follow_the_instruction():
+GROW = Goal(improve="val_acc", direction="max")
+SHRINK = Goal(improve="macs", direction="min", floors={"val_acc": 0.9})
+
+
+def test_pareto_grow_and_shrink_follow_the_goal():
     space = OpenSpace()
     c = DIGITS.model_copy(update={"max_mmacs": 2.0})
     parent_spec_ = space.seeds(c)[2]
     macs = space.estimate_macs(parent_spec_, c)
     parent = _parent(parent_spec_)
     for seed in range(3):
-        grown = MUT.mutate(MutationRequest(operator="pareto", instruction="grow accuracy",
-                                           parents=[parent], constraints=c, seed=seed))
+        grown = MUT.mutate(MutationRequest(operator="pareto", goal=GROW, parents=[parent],
+                                           constraints=c, seed=seed))
         g = space.estimate_macs(ArchSpec.from_json(grown.arch), c)
-        assert "pareto grow" in grown.notes and macs <= g <= 2e6
-        shrunk = MUT.mutate(MutationRequest(operator="pareto", instruction="shrink MACs",
-                                            parents=[parent], constraints=c, seed=seed))
+        assert "pareto grow" in grown.notes and macs <= g <= 2e6 and grown.move
+        assert not grown.applied_idea
+        shrunk = MUT.mutate(MutationRequest(operator="pareto", goal=SHRINK, parents=[parent],
+                                            constraints=c, seed=seed))
         assert "pareto shrink" in shrunk.notes
         assert space.estimate_macs(ArchSpec.from_json(shrunk.arch), c) < macs
-    # a budget in the instruction tightens the cap
-    tight = MUT.mutate(MutationRequest(operator="pareto", instruction=f"grow: stay under "
-                                       f"{macs * 1.05 / 1e6:.4f} MMACs", parents=[parent], constraints=c))
+    # a budget in the goal tightens the cap -- also a large one (once formatted 1.2e+04 and
+    # read back as 1.2 from prose)
+    tight = MUT.mutate(MutationRequest(operator="pareto", goal=GROW.model_copy(
+        update={"budgets": {"macs": macs * 1.05}}), parents=[parent], constraints=c))
     assert space.estimate_macs(ArchSpec.from_json(tight.arch), c) <= macs * 1.05
+    huge = MUT.mutate(MutationRequest(operator="pareto", goal=GROW.model_copy(
+        update={"budgets": {"macs": 1.234e10}}), parents=[parent], constraints=c.model_copy(
+            update={"max_mmacs": None})))
+    assert space.estimate_macs(ArchSpec.from_json(huge.arch), c) >= macs
     # no keyword: a parent at >= half the cap is shrunk, a cheap one grown
     near_cap = ParentInfo(code=parent.code, evaluation=Evaluation(status="ok", stage="eval", macs=1_500_000))
     res = MUT.mutate(MutationRequest(operator="pareto", parents=[near_cap], constraints=c))
@@ -127,12 +145,16 @@ def test_pareto_grow_and_shrink_follow_the_instruction():
 
 def test_refine_reads_the_feedback_convention():
     parent = _parent(OpenSpace().seeds()[1])
-    worse = ParentInfo(code=parent.code, feedback=["acc 0.91", "move: wider; val acc -2.1% (worse)"])
+    def outcome(move, verdict):
+        return Outcome(candidate_id=1, operator="refine", move=move, verdict=verdict)
+
+    worse = ParentInfo(code=parent.code, history=[outcome("deeper", "better"),
+                                                  outcome("wider", "worse")])
     res = MUT.mutate(MutationRequest(operator="refine", parents=[worse]))
-    assert "move: narrower" in res.notes and "undoing wider" in res.notes
-    better = ParentInfo(code=parent.code, feedback=["move: deeper; val acc +1.0% (better)"])
+    assert res.move == "narrower" and "undoing wider" in res.notes
+    better = ParentInfo(code=parent.code, history=[outcome("deeper", "better")])
     res = MUT.mutate(MutationRequest(operator="refine", parents=[better]))
-    assert "move: deeper" in res.notes and "repeating" in res.notes
+    assert res.move == "deeper" and "repeating" in res.notes
     child = ArchSpec.from_code(res.code)
     assert child.total_blocks() == ArchSpec.from_code(parent.code).total_blocks() + 1
 
@@ -155,13 +177,15 @@ def test_repair_shrinks_an_over_cap_child_under_the_cap():
     c = CIFAR.model_copy(update={"max_mmacs": 5.0})
     assert space.estimate_macs(big, c) > 5e6
     res = MUT.mutate(MutationRequest(operator="repair", parents=[_parent(big)], constraints=c,
-                                     error="cost: 61.2 MMACs exceeds max_mmacs=5.0"))
+                                     failure=Failure(status="rejected", stage="cost",
+                                                     reason="61.2 MMACs exceeds max_mmacs=5.0")))
     model = _valid(res.code, c)
     assert count_macs(model, (3, 32, 32)) <= 5e6 and "repair" in res.notes
     # a timeout with an estimate already under the cap still gets cheaper
     small = space.seeds(c)[0]
     res = MUT.mutate(MutationRequest(operator="repair", parents=[_parent(small)], constraints=c,
-                                     error="timeout after 300 s"))
+                                     failure=Failure(status="timeout", stage="train",
+                                                     reason="after 300 s")))
     assert space.estimate_macs(ArchSpec.from_json(res.arch), c) < space.estimate_macs(small, c)
 
 
@@ -170,7 +194,8 @@ def test_repair_of_other_errors_reverts_to_the_parent():
     parent = space.seeds()[1]
     broken = ParentInfo(code="class Net: pass  # hand-written, no spec")
     res = MUT.mutate(MutationRequest(operator="repair", parents=[broken, _parent(parent)],
-                                     error="RuntimeError: shapes do not match"))
+                                     failure=Failure(status="failed", stage="shape",
+                                                     reason="RuntimeError: shapes do not match")))
     assert "reverted to the parent" in res.notes
     child = ArchSpec.from_json(res.arch)
     assert child.key() != parent.key()
@@ -205,44 +230,30 @@ def test_nb201_requests_are_delegated():
     assert MUT.mutate(req) == mutate_cell(req)
 
 
-def test_refine_reads_the_verdict_not_words_in_the_previous_notes():
-    """FairNAD's feedback line quotes the child's notes, e.g. "undoing wider (feedback: worse)",
-    before the engine's verdict; a better child must have its move repeated, not undone."""
-    from archlore.search.feedback import describe_outcome
-
-    parent = _parent(OpenSpace().seeds()[1])
-    ok = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
-    before = Evaluation(status="ok", stage="eval", val_acc=0.90, macs=1_500_000, params=8)
-    line = describe_outcome(7, "refine", None, ok, before,
-                            notes="refine: move: narrower, undoing wider (feedback: worse)")
-    assert "better than the parent" in line and "(feedback: worse)" in line
-    res = MUT.mutate(MutationRequest(operator="refine",
-                                     parents=[ParentInfo(code=parent.code, feedback=[line])]))
-    assert "move: narrower" in res.notes and "repeating narrower" in res.notes, res.notes
-    line = describe_outcome(8, "refine", None, before, ok,
-                            notes="refine: move: narrower, repeating narrower (feedback: better)")
-    res = MUT.mutate(MutationRequest(operator="refine",
-                                     parents=[ParentInfo(code=parent.code, feedback=[line])]))
-    assert "undoing narrower" in res.notes, res.notes
-
-
 def test_refine_sees_the_move_through_fairnad_feedback():
-    """The offline mutator's notes end with "; estimate ..."; the feedback line must still
-    quote the move, so a refine can repeat it after a better child."""
-    from archlore.search.feedback import describe_outcome
+    """The typed Outcome FairNAD hands over carries the child's move and verdict; a refine
+    repeats a move that made a better child and undoes one that made a worse child."""
+    from archlore.search.feedback import outcome
+    from archlore.search.objectives import get_objectives
+    from archlore.search.records import Candidate
 
+    objectives = get_objectives(["val_acc", "macs"])
     parent = _parent(OpenSpace().seeds()[1])
     for seed in range(40):  # a move that can be made again (deeper / wider)
         child = MUT.mutate(MutationRequest(operator="refine",
                                            parents=[ParentInfo(code=parent.code)], seed=seed))
-        move = child.notes.split("move: ")[1].split(";")[0].split(",")[0].strip()
-        if move in ("deeper", "wider"):
+        if child.move in ("deeper", "wider"):
             break
-    assert move in ("deeper", "wider") and "; estimate" in child.notes, child.notes
-    better = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
-    worse = Evaluation(status="ok", stage="eval", val_acc=0.90, macs=1_500_000, params=8)
-    line = describe_outcome(4, "refine", None, better, worse, notes=child.notes)
-    assert f"move: {move}" in line, line
-    res = MUT.mutate(MutationRequest(operator="refine",
-                                     parents=[ParentInfo(code=child.code, feedback=[line])]))
-    assert f"repeating {move}" in res.notes, res.notes
+    assert child.move in ("deeper", "wider"), child.notes
+    hi = Evaluation(status="ok", stage="eval", val_acc=0.93, macs=2_000_000, params=10)
+    lo = Evaluation(status="ok", stage="eval", val_acc=0.90, macs=1_500_000, params=8)
+    for child_ev, parent_ev, expect in ((hi, lo, "repeating"), (lo, hi, "undoing")):
+        c = Candidate(id=4, operator="refine", move=child.move, code=child.code,
+                      status="evaluated", evaluation=child_ev)
+        p = Candidate(id=2, operator="init", status="evaluated", evaluation=parent_ev)
+        line = outcome(c, p, objectives)
+        assert line.move == child.move and line.delta["val_acc"] == pytest.approx(
+            child_ev.val_acc - parent_ev.val_acc)
+        res = MUT.mutate(MutationRequest(operator="refine",
+                                         parents=[ParentInfo(code=child.code, history=[line])]))
+        assert f"{expect} {child.move}" in res.notes, res.notes

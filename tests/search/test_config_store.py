@@ -14,8 +14,40 @@ from archlore.search.store import RunStore, RunStoreError
 
 def test_defaults_are_the_main_job():
     cfg = SearchConfig()
-    assert (cfg.dataset, cfg.llm, cfg.workers, cfg.strategy, cfg.space) == (
+    assert (cfg.dataset, cfg.llm.backend, cfg.evaluation.workers, cfg.strategy, cfg.space) == (
         "digits", "offline", 2, "fairnad", "open")
+    assert cfg.objectives == ["val_acc", "macs"]
+    # one source of training defaults: the evaluator's Recipe
+    from archlore.evaluator.records import EvalConfig, Recipe
+
+    assert cfg.recipe == Recipe() and cfg.eval_config().recipe() == Recipe()
+    assert EvalConfig().recipe() == Recipe()
+
+
+def test_first_format_flat_keys_still_load():
+    """A run saved by the first release (flat keys) resumes with the same settings."""
+    old = {"name": "r", "epochs": 2.0, "batch_size": 32, "workers": 3, "llm": "openai",
+           "model": "m", "novelty_threshold": 0.8, "n_seeds": 4,
+           "mutation": {"idea": 1.0, "pareto": 0.0, "refine": 0.0, "crossover": 0.0},
+           "options": {"llm": {"base_url": "http://x", "timeout_s": 5}}}
+    cfg = SearchConfig.model_validate(old)
+    assert (cfg.recipe.epochs, cfg.recipe.batch_size, cfg.evaluation.workers) == (2.0, 32, 3)
+    assert (cfg.llm.backend, cfg.llm.model, cfg.llm.base_url) == ("openai", "m", "http://x")
+    assert cfg.llm.extra == {"timeout_s": 5} and cfg.novelty.threshold == 0.8
+    assert cfg.options == {"n_seeds": 4, "mutation": old["mutation"]}
+    # and a CLI flag for a nested field changes only that field
+    b = build_config(base=cfg.model_dump(), overrides={"epochs": 5.0, "llm": "replay"})
+    assert (b.recipe.epochs, b.recipe.batch_size, b.llm.backend, b.llm.model) == (
+        5.0, 32, "replay", "m")
+
+
+def test_objectives_are_checked():
+    assert build_config(overrides={"objectives": ["val_acc", "latency_ms", "params"]}).objectives
+    assert build_config(overrides={"objectives": ["val_acc", "flops_M:min"]}).objectives
+    for bad, match in ((["val_acc"], "at least 2"), (["val_acc", "speed"], "unknown objective"),
+                       (["val_acc", "macs", "macs"], "repeat")):
+        with pytest.raises(ConfigError, match=match):
+            build_config(overrides={"objectives": bad})
 
 
 def test_toml_yaml_and_overrides(tmp_path):
@@ -24,12 +56,12 @@ def test_toml_yaml_and_overrides(tmp_path):
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text("budget: 7\ndataset: synthetic\nmax_mflops: 2.5\n")
     a = build_config(toml)
-    assert (a.name, a.budget, a.seed, a.mutation.crossover) == ("t1", 12, 4, 0.5)
+    assert (a.name, a.budget, a.seed, a.options["mutation"]["crossover"]) == ("t1", 12, 4, 0.5)
     b = build_config(yaml_file, overrides={"budget": 3, "seed": None},
                      assignments=["mutation.refine=0", "options={\"chunks\": false}"])
     # CLI beats file; None means "not given"; --set reaches nested and any field
     assert (b.budget, b.dataset, b.max_mflops, b.seed) == (3, "synthetic", 2.5, 0)
-    assert b.mutation.refine == 0 and b.options == {"chunks": False}
+    assert b.options == {"chunks": False, "mutation": {"refine": 0}}
 
 
 @pytest.mark.parametrize("text,suffix,match", [
@@ -53,7 +85,7 @@ def test_bad_override_and_missing_file(tmp_path):
         build_config(assignments=["budget"])
     with pytest.raises(ConfigError, match="does not exist"):
         build_config(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match="novelty_threshold"):
+    with pytest.raises(ConfigError, match="novelty.threshold"):
         build_config(overrides={"novelty_threshold": 1.5})
     with pytest.raises(ConfigError, match="plain directory name"):
         build_config(overrides={"name": "../escape"})
@@ -98,7 +130,7 @@ def test_a_run_that_cannot_start_leaves_no_run_behind(tmp_path):
     """A config rejected while the run is being set up (here: NB201 has no digits) is a clear
     error and leaves no empty run directory for ``runs list`` / name clashes."""
     from archlore.agent.mutators import make_mutator
-    from archlore.search.engine import run_search
+    from archlore.search.run import run_search
 
     cfg = SearchConfig(name="bad", space="nb201", dataset="digits", budget=2)
     with pytest.raises(ValueError, match="NAS-Bench-201 dataset 'digits'"):

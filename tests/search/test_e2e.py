@@ -18,9 +18,10 @@ from pathlib import Path
 from archlore.agent.cli.main import app
 from archlore.agent.offline import OfflineMutator
 from archlore.search.config import SearchConfig
-from archlore.search.engine import front_of, run_search
+from archlore.search.front import front_of
 from archlore.search.protocol import MutationRequest, MutationResult
 from archlore.search.records import Candidate
+from archlore.search.run import run_search
 from archlore.search.store import RunStore
 from typer.testing import CliRunner
 
@@ -32,10 +33,14 @@ class BreaksSomeChildren:
     shape -- so the evaluator rejects it at the shape stage and the engine must repair it."""
 
     name = "offline"
+    uses_paper_text = False
 
     def __init__(self) -> None:
         self.inner = OfflineMutator()
         self.broken = 0
+
+    def unsupported_reason(self, idea, space):
+        return self.inner.unsupported_reason(idea, space)
 
     def mutate(self, request: MutationRequest) -> MutationResult:
         res = self.inner.mutate(request)
@@ -73,7 +78,9 @@ def test_tiny_run_end_to_end(tmp_path):
         assert len(repairs) >= 1
     assert res.repaired == sum(1 for c in repairs if c.valid)
     # outputs agree with the store
-    front = front_of(cands)
+    from archlore.search.objectives import get_objectives
+
+    front = front_of(cands, get_objectives(["val_acc", "macs"]))
     assert len(front) >= 1 and res.hypervolume > 0
     with open(run / "pareto.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -85,6 +92,7 @@ def test_tiny_run_end_to_end(tmp_path):
         model = (run / r["model_file"]).read_text()
         assert model.startswith(f"# archlore run tiny: candidate #{cand.id}")
         assert "lineage (root first)" in model and cand.code in model
+        assert "# reproduce: archlore evaluate cand_" in model and "--epochs 1.0" in model
         compile(model, r["model_file"], "exec")
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (run / "report.html").read_text()

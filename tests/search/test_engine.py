@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from archlore.agent.mutators import make_mutator
+from archlore.search.backends.table import TableBackend as NB201TableBackend
 from archlore.search.config import SearchConfig
-from archlore.search.engine import run_search
-from archlore.search.spaces.nb201_table import NB201Table, NB201TableBackend
+from archlore.search.run import run_search
+from archlore.search.spaces.nb201_table import NB201Table
 from archlore.search.store import RunStore
 
 TABLE = Path(os.environ.get("ARCHLORE_NB201_TABLE")
@@ -43,7 +44,15 @@ class DelayedBackend:
 
         return self.pool.submit(answer)
 
-    def close(self) -> None:
+    name = "delayed"
+
+    def slots(self) -> int:
+        return self.workers
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "workers": self.workers}
+
+    def close(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True)
 
 
@@ -120,7 +129,7 @@ def test_duplicates_are_counted_told_and_not_evaluated(tmp_path, table):
 
 
 def test_resume_of_unknown_or_existing_run_is_a_clear_error(tmp_path, table):
-    from archlore.search.engine import RunExists
+    from archlore.search.run import RunExists
     from archlore.search.store import RunStoreError
 
     with pytest.raises(RunStoreError, match="no run store"):

@@ -3,8 +3,6 @@ and the open-ended space."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from archlore.agent.offline_nb201 import NB201OfflineMutator
 from archlore.evaluator.records import Evaluation
@@ -13,6 +11,7 @@ from archlore.search.registry import STRATEGIES
 from archlore.search.spaces.nb201 import NB201Space
 from archlore.search.spaces.nb201_table import NB201Table
 from archlore.search.strategies.base import StrategyContext
+from archlore.search.strategies.llmatic import LLMaticTag
 
 from tests.search.nb201_fixtures import table_path
 
@@ -23,6 +22,11 @@ B = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_conne
 def make(seed=0, mutator=None, **options):
     ctx = StrategyContext(space=NB201Space(), seed=seed, mutator=mutator, options=options)
     return STRATEGIES.get("llmatic")(ctx)
+
+
+def tag(generation: int, prompt_id: int, temperature: float, cell: int) -> dict:
+    return LLMaticTag(generation=generation, prompt_id=prompt_id, temperature=temperature,
+                      cell=cell).model_dump()
 
 
 def ev(val: float | None, macs: int = 50_000_000, ok: bool = True) -> Evaluation:
@@ -67,11 +71,11 @@ def test_archives_fill_and_operators_follow_the_mix():
 def test_curiosity_and_temperature_rules():
     s = make()
     s.tell(Candidate(id=0, arch=A, status="evaluated", evaluation=ev(0.5),
-                     notes="[llmatic g=0 p=-1 t=0 c=-1] random initial network"))
+                     strategy_data=tag(0, -1, 0, -1)))
     assert len(s.networks) == 1
     # a new niche, better than the previous generation's best: +1 curiosity, T + 0.05
     s.tell(Candidate(id=1, arch=B, status="evaluated", evaluation=ev(0.6, macs=10_000_000),
-                     notes="[llmatic g=1 p=2 t=0.6000 c=-1]"))
+                     strategy_data=tag(1, 2, 0.6000, -1)))
     assert len(s.networks) == 2
     data = s.prompt_archive.data()
     assert list(data["solution"][0]) == [2, pytest.approx(0.65)]
@@ -79,12 +83,12 @@ def test_curiosity_and_temperature_rules():
     assert s.curiosity[cell] == 1.0 and s.prompt_fitness[2] == 1.0
     # not added (same niche as A, worse): -0.5, and T - 0.05 (worse than generation 0's best)
     s.tell(Candidate(id=2, arch=A, status="evaluated", evaluation=ev(0.1),
-                     notes=f"[llmatic g=1 p=2 t=0.6500 c={cell}]"))
+                     strategy_data=tag(1, 2, 0.6500, cell)))
     assert s.curiosity[cell] == 0.5
     assert s.last_offer[:2] == (2, pytest.approx(0.60))
     # untrainable: -1
     s.tell(Candidate(id=3, arch=A, status="evaluated", evaluation=ev(None, ok=False),
-                     notes=f"[llmatic g=2 p=2 t=0.6500 c={cell}]"))
+                     strategy_data=tag(2, 2, 0.6500, cell)))
     assert s.curiosity[cell] == -0.5
     assert s.last_offer[:2] == (2, pytest.approx(0.60))  # untrainable: worse, T - 0.05
     assert s.last_offer[:2] == (2, pytest.approx(0.60))
@@ -95,13 +99,13 @@ def test_most_curious_prompt_drives_half_the_batch_and_half_is_jittered():
     table = NB201Table(table_path(), "cifar100")
     s = make(seed=2, mutator=NB201OfflineMutator(), batch=10, initial=10)
     cands = run(s, table, 200)
-    notes = [re.search(r"\[llmatic g=(\d+) p=(-?\d+) t=([0-9.]+) c=(-?\d+)\]", c.notes)
-             for c in cands[10:] if c.operator == "mutate"]
-    temps = [float(m[3]) for m in notes]
+    tags = [LLMaticTag.model_validate(c.strategy_data) for c in cands[10:]
+            if c.operator == "mutate"]
+    temps = [t.temperature for t in tags]
     assert all(0.0 <= t <= 1.0 for t in temps)
     assert len({round(t, 4) for t in temps}) > 10  # jitter spreads the temperatures
-    assert any(int(m[4]) >= 0 for m in notes)  # curious picks from the prompt archive
-    assert any(int(m[4]) < 0 for m in notes)  # and random prompts
+    assert any(t.cell >= 0 for t in tags)  # curious picks from the prompt archive
+    assert any(t.cell < 0 for t in tags)  # and random prompts
 
 
 def test_deterministic_per_seed():
@@ -150,9 +154,9 @@ class CountingMutator:
 def test_resume_reuses_stored_proposals_without_calling_the_mutator(tmp_path):
     """Resume re-tells stored candidates: LLMatic must not ask the mutator (an LLM: tokens,
     time, a different answer) again for proposals already in the store."""
+    from archlore.search.backends.table import TableBackend as NB201TableBackend
     from archlore.search.config import SearchConfig
-    from archlore.search.engine import run_search
-    from archlore.search.spaces.nb201_table import NB201TableBackend
+    from archlore.search.run import run_search
     from archlore.search.store import RunStore
 
     table = NB201Table(table_path(), "cifar10")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from archlore.agent.offline_nb201 import GROW_OPS, SHRINK_OPS, mutate_cell, prior_score
 from archlore.knowledge.schema import Category, Idea
-from archlore.search.protocol import Constraints, MutationRequest, ParentInfo
+from archlore.search.protocol import Constraints, Goal, MutationRequest, Outcome, ParentInfo
 from archlore.search.spaces.nb201 import NB201Space, format_arch, parse_arch
 
 PARENT = format_arch(("nor_conv_1x1", "avg_pool_3x3", "none", "none", "nor_conv_3x3",
@@ -72,10 +72,10 @@ def test_deterministic_per_seed_and_temperature_explores():
 
 
 def test_duplicate_feedback_widens_the_step():
-    fb = ["#3 idea: rejected as a near-duplicate of #1; try a different change"] * 5
+    fb = [Outcome(candidate_id=3, operator="idea", verdict="duplicate", duplicate_of=1)] * 5
     plain = {mutate_cell(req(ideas=idea("add_conv3x3"), seed=s)).arch for s in range(40)}
     wide = [mutate_cell(MutationRequest(
-        operator="idea", space="nb201", parents=[ParentInfo(arch=PARENT, feedback=fb)],
+        operator="idea", space="nb201", parents=[ParentInfo(arch=PARENT, history=fb)],
         idea=idea("add_conv3x3"), seed=s)).arch for s in range(40)]
     assert len(set(wide)) > len(plain)
     assert max(len(diff(PARENT, w)) for w in wide) > 1
@@ -85,11 +85,13 @@ def test_pareto_goals_respect_the_stated_bound():
     space = NB201Space()
     parent_m = space.macs(PARENT) / 1e6
     for seed in range(10):
-        cut = mutate_cell(req(op="pareto", seed=seed,
-                              instruction=f"cut MACs below {parent_m:.4g} MMACs keeping accuracy"))
+        cut = mutate_cell(req(op="pareto", seed=seed, goal=Goal(
+            improve="macs", direction="min", budgets={"macs": parent_m * 1e6 - 1},
+            floors={"val_acc": 0.8})))
         assert space.macs(cut.arch) / 1e6 < parent_m
-        grow = mutate_cell(req(op="pareto", seed=seed, instruction=(
-            f"gain accuracy within {parent_m * 1.3:.4g} MMACs: this parent is among the cheapest")))
+        grow = mutate_cell(req(op="pareto", seed=seed, goal=Goal(
+            improve="val_acc", direction="max", budgets={"macs": parent_m * 1.3e6},
+            reason="this parent is among the cheapest")))
         assert space.macs(grow.arch) / 1e6 <= parent_m * 1.3
         assert grow.notes.split(":")[0] in GROW_OPS and cut.notes.split(":")[0] in SHRINK_OPS
 
@@ -131,13 +133,13 @@ def test_never_reads_the_benchmark_table():
 
 
 def test_fairnad_grow_goal_is_read_as_grow():
-    """FairNAD's own accuracy goal says the parent is "among the cheapest": that word must not
-    turn the goal into a shrink (the leading keyword decides)."""
+    """FairNAD's accuracy goal for a cheap parent is a typed grow goal with a MACs budget
+    (it once was a sentence, and "among the cheapest" in it was read as shrink)."""
     from archlore.agent.offline_nb201 import NB201OfflineMutator
     from archlore.evaluator.records import Evaluation
     from archlore.search.records import Candidate
     from archlore.search.strategies.base import StrategyContext
-    from archlore.search.strategies.fairnad import GOAL_ACCURACY, FairNAD
+    from archlore.search.strategies.fairnad import FairNAD
 
     space = NB201Space()
     strat = FairNAD(StrategyContext(space=space, constraints=CIFAR,
@@ -147,9 +149,12 @@ def test_fairnad_grow_goal_is_read_as_grow():
         strat.tell(Candidate(id=cid, arch=arch, status="evaluated", evaluation=Evaluation(
             status="ok", stage="eval", val_acc=acc, macs=space.macs(arch))))
     assert strat.front == [0, 1]
-    text, _ = strat._pareto_goal(0)
-    assert text.startswith(GOAL_ACCURACY)
+    goal, _ = strat._pareto_goal(0)
+    # budget: the next front member's MACs, or twice the parent's if that is tighter
+    assert goal.adds_capacity and goal.budgets == {
+        "macs": float(min(space.macs(PARENT), 2 * space.macs(cheap)))}
+    assert not strat._pareto_goal(1)[0].adds_capacity
     for seed in range(5):
-        res = mutate_cell(req(op="pareto", parents=(cheap,), seed=seed, instruction=text))
+        res = mutate_cell(req(op="pareto", parents=(cheap,), seed=seed, goal=goal))
         assert res.notes.split(":")[0] in GROW_OPS, res.notes
         assert space.macs(res.arch) >= space.macs(cheap)  # add_skip keeps MACs

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from archlore.search.backends.table import TableBackend as NB201TableBackend
 from archlore.search.records import Candidate
 from archlore.search.registry import SPACES
 from archlore.search.spaces.nb201 import (
@@ -21,7 +22,7 @@ from archlore.search.spaces.nb201 import (
     format_arch,
     parse_arch,
 )
-from archlore.search.spaces.nb201_table import DATASETS, NB201Table, NB201TableBackend, convert_api
+from archlore.search.spaces.nb201_table import DATASETS, NB201Table, convert_api
 
 from tests.search.nb201_fixtures import table_path
 

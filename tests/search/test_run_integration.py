@@ -9,7 +9,7 @@ from archlore.agent.llm.local_server import ScriptedServer
 from archlore.agent.llm.registry import create_model
 from archlore.agent.llm_mutator import LLMMutator
 from archlore.search.config import SearchConfig
-from archlore.search.engine import run_search
+from archlore.search.run import run_search
 from archlore.search.spaces.nb201 import NB201Space
 from archlore.search.spaces.nb201_table import NB201Table
 from archlore.search.store import RunStore

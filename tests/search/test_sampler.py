@@ -65,15 +65,12 @@ def test_filter_keeps_remaining_categories_equal_and_none_when_empty():
 
 
 def test_failing_ideas_fade_and_front_entries_help():
-    from archlore.evaluator.records import Evaluation
-
     good, bad = _idea(0, Category.SCALING), _idea(1, Category.SCALING)
     stats = IdeaStats()
-    ok = Evaluation(status="ok", stage="eval", val_acc=0.9, macs=1000, params=10)
-    failed = Evaluation(status="rejected", stage="shape", reason="x")
+    ok = {"val_acc": 0.9, "macs": 1000.0}  # a valid child's objective values
     for _ in range(5):
         stats.record(good.id, ok, None, True)
-        stats.record(bad.id, failed, None, False)
+        stats.record(bad.id, None, None, False)  # a failed child
     assert FairIdeaSampler.weight(good, stats) > 2 * FairIdeaSampler.weight(bad, stats)
 
 
@@ -82,15 +79,20 @@ class _NoOpScript:
     mutator's ``no-op:`` answer); any other idea yields a new NB201 cell."""
 
     name = "scripted"
+    uses_paper_text = False
 
     def __init__(self, noop: set[str]) -> None:
         self.noop = noop
+
+    def unsupported_reason(self, idea, space):
+        return None
 
     def mutate(self, request):
         from archlore.search.protocol import MutationResult
 
         if request.idea is not None and request.idea.id in self.noop:
-            return MutationResult(error=f"no-op: the parent already embodies {request.idea.id}")
+            return MutationResult(status="no_op",
+                                  error=f"the parent already embodies {request.idea.id}")
         return MutationResult(arch="|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
                               mode="offline")
 
@@ -119,7 +121,7 @@ def test_fairnad_keeps_categories_fair_when_ideas_are_no_ops():
     parent = "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     strat.tell(Candidate(id=0, arch=parent, status="evaluated", evaluation=Evaluation(
         status="ok", stage="eval", val_acc=0.5, macs=space.macs(parent))))
-    ok = Evaluation(status="ok", stage="eval", val_acc=0.5, macs=1)
+    ok = {"val_acc": 0.5, "macs": 1.0}
     for iid in ("a1", "a2", "d-good", "d-good"):  # tried before; d-noop never reaches a tell
         strat.idea_stats.record(iid, ok, None, False)
     picked = Counter()
