@@ -25,12 +25,16 @@ DATASETS: dict[str, tuple[int, int, int]] = {
     "cifar10": (3, 32, 10),
     "cifar100": (3, 32, 100),
     "imagenet16-120": (3, 16, 120),
+    "mnist": (1, 28, 10),
+    "fashion-mnist": (1, 28, 10),
 }
 
 _DATASET_PATTERNS = (  # order matters: cifar100 before cifar10
     ("cifar100", r"cifar[\s_-]?100\b"),
     ("cifar10", r"cifar[\s_-]?10\b|\bcifar\b"),
     ("imagenet16-120", r"imagenet[\s_-]?16(?:[\s_-]?120)?\b|\bimagenet16"),
+    ("fashion-mnist", r"fashion[\s_-]?mnist\b"),
+    ("mnist", r"\bmnist\b"),
     ("digits", r"\bdigits?\b|\b8\s*x\s*8\b"),
 )
 
@@ -127,8 +131,8 @@ def parse_goal(text: str, model=None) -> Goal:
 def parse_goal_rules(text: str) -> Goal:
     low = text.lower()
     dataset = next((name for name, pat in _DATASET_PATTERNS if re.search(pat, low)), None)
-    if dataset is None and re.search(r"\bmnist\b|\bimagenet\b|\bsvhn\b|\bstl", low):
-        word = re.search(r"\bmnist\b|\bimagenet\b|\bsvhn\b|\bstl\w*", low).group(0)
+    if dataset is None and re.search(r"\bimagenet\b|\bsvhn\b|\bstl", low):
+        word = re.search(r"\bimagenet\b|\bsvhn\b|\bstl\w*", low).group(0)
         raise GoalParseError(f"dataset {word!r} is not supported; use one of "
                              f"{', '.join(DATASETS)}")
     required: list[Category] = []

@@ -6,9 +6,10 @@ Protocol (the same for every strategy):
   ``[near-duplicate of #N]``, and costs nothing -- the engine's novelty filter semantics;
 - after ``b`` queries the run's answer is the cell with the best VALIDATION accuracy so far
   (ties: the earlier one); we report that cell's TEST accuracy — never the best test accuracy;
-- strategies are driven through their ask/tell interface exactly as the engine drives them
-  with one worker (ask(1), evaluate, tell, in candidate-id order), but without the engine's
-  store and novelty machinery, whose cost would dominate a table lookup.
+- every run goes through the same ``SearchEngine`` (``search.run.run_search``) as
+  ``archlore search --space nb201``: table backend (one slot), novelty filter on the canonical
+  cell, a run store (in a temporary directory, in memory where /dev/shm exists), the trace is
+  read back from the store in candidate-id order.
 
 Everything is deterministic per (strategy, dataset, seed). Runs are spread over processes.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,13 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from archlore.evaluator.records import Evaluation
-from archlore.search.protocol import Constraints, Mutator
-from archlore.search.records import Candidate
+from archlore.search.protocol import Mutator
 from archlore.search.registry import STRATEGIES
-from archlore.search.spaces.nb201 import NB201Space, canonical
 from archlore.search.spaces.nb201_table import DATASETS, NB201Table, resolve_dataset
-from archlore.search.strategies.base import StrategyContext
+from archlore.search.store import RunStore
 
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200, 500)
 RESULT_COLUMNS = ("strategy", "dataset", "seed", "budget", "valid_acc", "test_acc", "arch")
@@ -99,60 +98,32 @@ class BenchSpec:
 
 
 def run_once(strategy: str, dataset: str, seed: int, spec: BenchSpec) -> RunTrace:
-    """Drive one strategy for ``spec.budget`` queries against the table."""
+    """One engine run of ``strategy`` for ``spec.budget`` queries against the table."""
+    from archlore.search.config import SearchConfig
+    from archlore.search.run import run_search
+
     dataset = resolve_dataset(dataset)
-    table = NB201Table(spec.table, dataset)
-    channels, size, classes = IMAGE_SHAPES[dataset]
-    ctx = StrategyContext(
-        space=NB201Space(), seed=seed,
-        constraints=Constraints(dataset=dataset, in_channels=channels, num_classes=classes,
-                                image_size=size),
-        mutator=spec.mutator_factory() if spec.mutator_factory else None,
-        knowledge=spec.knowledge_factory() if spec.knowledge_factory else None,
-        options=dict(spec.options.get(strategy, {})),
-    )
-    strat = STRATEGIES.get(strategy)(ctx)
-    trace = RunTrace(strategy, dataset, seed)
-    seen: dict[str, int] = {}  # arch -> id of the candidate that first had it
-    next_id = 0
-    cap = spec.budget * spec.max_proposals_factor
-    while len(trace.valid) < spec.budget and trace.proposals < cap:
-        proposals = strat.ask(1)
-        if not proposals:
-            break  # synchronous driver: nothing is in flight, so the strategy is stuck
-        for prop in proposals:
-            trace.proposals += 1
-            cand = Candidate(id=next_id, **prop.model_dump())
-            next_id += 1
-            key = None if prop.error else _key(prop.arch)
-            if key is not None and key in seen:  # as the engine's novelty filter: free, told
-                cand.arch, cand.status = key, "duplicate"
-                cand.notes = (cand.notes + f" [near-duplicate of #{seen[key]}]").strip()
-                trace.duplicates += 1
-            else:  # a query: scored (or failed) and counted against the budget
-                if key is None:
-                    reason = prop.error or f"not a NAS-Bench-201 cell: {prop.arch!r}"
-                    cand.evaluation = Evaluation(status="failed", stage="build",
-                                                 reason=reason, dataset=dataset, seed=seed)
-                else:
-                    seen[key] = cand.id
-                    cand.arch, cand.evaluation = key, table.evaluate(key)
-                cand.status = "evaluated"
-                ev = cand.evaluation
-                trace.archs.append(key or "")
-                trace.valid.append(ev.val_acc * 100.0 if ev.ok else math.nan)
-                trace.test.append(ev.test_acc * 100.0 if ev.ok else math.nan)
-            strat.tell(cand)
+    cfg = SearchConfig(name="bench", space="nb201", strategy=strategy, dataset=dataset,
+                       table=str(spec.table), budget=spec.budget, seed=seed,
+                       max_proposals_factor=spec.max_proposals_factor,
+                       options=dict(spec.options.get(strategy, {})))
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="archlore-bench-", dir=shm) as tmp:
+        run_search(cfg, tmp, mutator=spec.mutator_factory() if spec.mutator_factory else None,
+                   knowledge=spec.knowledge_factory() if spec.knowledge_factory else None,
+                   write_outputs=False)
+        with RunStore(Path(tmp) / "bench", create=False) as store:
+            cands = store.candidates()
+    trace = RunTrace(strategy, dataset, seed, proposals=len(cands))
+    for c in cands:
+        if c.status == "duplicate":
+            trace.duplicates += 1
+            continue
+        ev = c.evaluation
+        trace.archs.append(c.arch or "" if ev is not None and ev.ok else "")
+        trace.valid.append(ev.val_acc * 100.0 if ev is not None and ev.ok else math.nan)
+        trace.test.append(ev.test_acc * 100.0 if ev is not None and ev.ok else math.nan)
     return trace
-
-
-def _key(arch: str | None) -> str | None:
-    if not arch:
-        return None
-    try:
-        return canonical(arch)
-    except ValueError:
-        return None
 
 
 def _job(args: tuple[str, str, int, BenchSpec]) -> RunTrace:

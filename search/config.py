@@ -9,6 +9,7 @@ sized to finish in a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,7 @@ class SearchConfig(BaseModel):
     budget: int = Field(150, ge=1)  # candidates to evaluate (near-duplicates not counted)
     dataset: str = "digits"
     data_root: str | None = None  # directory with cifar10 / cifar100 / imagenet16 files
+    download: bool = False  # fetch cifar10 / cifar100 / mnist / fashion-mnist if missing
     space: str = "open"
     strategy: str = "fairnad"
     objectives: list[str] = Field(default_factory=lambda: ["val_acc", "macs"], min_length=2,
@@ -152,7 +154,9 @@ class SearchConfig(BaseModel):
         if self.name:
             return self
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        return self.model_copy(update={"name": f"{self.strategy}-{self.dataset}-{stamp}"})
+        # a user dataset's name holds a path and options: keep only safe characters
+        dataset = re.sub(r"[^A-Za-z0-9._-]+", "-", self.dataset).strip("-.")[:40] or "data"
+        return self.model_copy(update={"name": f"{self.strategy}-{dataset}-{stamp}"})
 
     def eval_config(self) -> EvalConfig:
         """What every candidate of this run is scored with (one recipe, the run's seed)."""

@@ -47,6 +47,7 @@ from archlore.search.store import RunStore
 from archlore.search.strategies.base import Strategy
 
 REPAIRABLE_STAGES = ("policy", "build", "shape", "cost")
+META_INTERVAL_S = 1.0  # progress / strategy statistics saved for views at most this often
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -103,6 +104,7 @@ class SearchEngine:
         self.exhausted = False
         self.stop_reason: str | None = None
         self.started = time.monotonic()
+        self._saved_at = -META_INTERVAL_S
 
     # -- creation ------------------------------------------------------------------------------
     def _can_create(self) -> bool:
@@ -227,12 +229,18 @@ class SearchEngine:
                     and self.mutator is not None and cand.code
                     and self.repair_depth.get(cand.id, 0) < self.repair_turns):
                 self.repairs.append(cand)
+        now = time.monotonic()
+        if now - self._saved_at >= META_INTERVAL_S:  # views only: the store has every tell
+            self._save_meta()
+            self._saved_at = now
+        if self.progress is not None:
+            self.progress(self.snapshot())
+
+    def _save_meta(self) -> None:
         self.store.set_meta("progress", self.snapshot())
         stats = self.strategy.stats()
         if stats:
             self.store.set_meta("strategy_state", stats)
-        if self.progress is not None:
-            self.progress(self.snapshot())
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.counts, "told": self.told, "created": self.next_id,
@@ -268,7 +276,9 @@ class SearchEngine:
                 if not self._can_create():  # nothing in flight, nothing to tell: cannot progress
                     break
         except KeyboardInterrupt:
+            self._save_meta()
             return "interrupted"
+        self._save_meta()
         return "stopped" if self.stop_reason else "finished"
 
     def front_ids(self) -> list[int]:

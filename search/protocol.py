@@ -11,7 +11,8 @@ from archlore.evaluator.records import Evaluation
 from archlore.knowledge.schema import Idea
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Operator = Literal["init", "idea", "pareto", "refine", "crossover", "repair", "random", "mutate"]
+Operator = Literal["init", "idea", "pareto", "refine", "crossover", "repair", "random", "mutate",
+                   "swnas"]
 
 
 class Usage(BaseModel):

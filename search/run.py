@@ -30,7 +30,7 @@ class RunExists(RuntimeError):
 def constraints_of(config: SearchConfig) -> Constraints:
     from archlore.evaluator.data import dataset_info
 
-    in_ch, classes, size = dataset_info(config.dataset)
+    in_ch, classes, size = dataset_info(config.dataset, config.data_root)
     return Constraints(dataset=config.dataset, in_channels=in_ch, num_classes=classes,
                        image_size=size, max_mmacs=config.max_mflops, max_params=config.max_params)
 
@@ -104,6 +104,10 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
             store.set_meta("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         space = SPACES.get(config.space)()
         strategy_cls = STRATEGIES.get(config.strategy)
+        if space.needs_code and backend is None:  # scored by training: the data must be there
+            from archlore.evaluator.download import ensure_dataset
+
+            ensure_dataset(config.dataset, config.data_root, download=config.download)
         objectives = get_objectives(config.objectives)
         constraints = constraints_of(config)
         if resume:  # the ideas the run started with, even if the knowledge store grew since
@@ -118,7 +122,8 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
                                   "dataset": config.dataset})
         strategy = strategy_cls(StrategyContext(
             space=space, seed=config.seed, constraints=constraints, mutator=mutator,
-            knowledge=knowledge, ideas=ideas, objectives=objectives, options=config.options))
+            knowledge=knowledge, ideas=ideas, objectives=objectives, options=config.options,
+            data_root=config.data_root))
         own_backend = backend is None
         if backend is None:
             backend = make_backend(config, space)

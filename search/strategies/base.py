@@ -43,6 +43,7 @@ class StrategyContext:
     objectives: list[Objective] = field(
         default_factory=lambda: get_objectives(["val_acc", "macs"]))
     options: dict[str, Any] = field(default_factory=dict)  # validated by Strategy.Options
+    data_root: str | None = None  # the run's dataset directory (strategies that train)
 
 
 class Strategy(ABC):

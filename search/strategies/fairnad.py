@@ -95,7 +95,7 @@ class FairNAD(Strategy):
         self.mix = {k: mix[k] / total for k in OPERATORS}
         self.objectives = ctx.objectives
         self.quality, self.cost = ctx.objectives[0], ctx.objectives[1]
-        self.use_chunks = bool(getattr(ctx.mutator, "uses_paper_text", False))
+        self.use_chunks = bool(ctx.mutator.uses_paper_text)
         ideas = list(ctx.ideas if ctx.ideas is not None else load_ideas(ctx.knowledge))
         self.unsupported: dict[str, str] = {}  # idea id -> why this mutator cannot apply it
         for idea in ideas:

@@ -54,8 +54,10 @@ def test_goal_to_constraints_and_instruction():
 def test_bad_requests():
     with pytest.raises(GoalParseError, match="empty"):
         parse_goal("  ")
-    with pytest.raises(GoalParseError, match="'mnist' is not supported"):
-        parse_goal("an MNIST network")
+    with pytest.raises(GoalParseError, match="'svhn' is not supported"):
+        parse_goal("an SVHN network")
+    assert parse_goal("an MNIST network").dataset == "mnist"
+    assert parse_goal("a Fashion-MNIST net under 1 MFLOPs").dataset == "fashion-mnist"
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         Goal(dataset="svhn")
 
