@@ -73,7 +73,7 @@ def test_every_strategy_runs_on_every_space_resumes_and_repeats(tmp_path, space,
     resumed = run_search(_config(space, strategy, "part", budget), tmp_path,
                          mutator=make_mutator("offline"), resume=True, write_outputs=False)
     assert resumed.status == "finished"
-    again = run_search(_config(space, strategy, "again", budget), tmp_path,
+    run_search(_config(space, strategy, "again", budget), tmp_path,
                        mutator=make_mutator("offline"), write_outputs=False)
     assert _archive(tmp_path / "full") == _archive(tmp_path / "again") == _archive(
         tmp_path / "part")
