@@ -63,6 +63,36 @@ class NoveltySettings(BaseModel):
     shingle: int = Field(5, ge=1)
 
 
+class FidelitySettings(BaseModel):
+    """Multi-fidelity (ASHA) promotion: every candidate is trained for ``rungs[0]`` epochs; the
+    best ``1/reduction`` of each rung (Pareto rank over the run's objectives) are trained again
+    for the next rung's epochs. ``rungs=None``: single fidelity (``recipe.epochs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rungs: list[float] | None = None  # epochs per rung, strictly increasing
+    reduction: int = Field(3, ge=2)  # eta: 1 in `reduction` of a rung is promoted
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) < 2 or any(e <= 0 for e in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"rungs must be two or more increasing positive epochs, got {v}")
+        return v
+
+
+class ProxyCheckSettings(BaseModel):
+    """The cheap proxy-reliability check recorded by every proxy-scored search: ``candidates``
+    valid candidates re-scored with seed ``seed + seed_offset`` after the search (0 = off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int = Field(4, ge=0)
+    seed_offset: int = Field(1, ge=1)
+
+
 # Flat keys of the first config format, still accepted (files, --set, saved runs).
 _LEGACY = {
     "epochs": ("recipe", "epochs"), "max_steps": ("recipe", "max_steps"),
@@ -107,6 +137,8 @@ class SearchConfig(BaseModel):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     novelty: NoveltySettings = Field(default_factory=NoveltySettings)
+    fidelity: FidelitySettings = Field(default_factory=FidelitySettings)
+    proxy_check: ProxyCheckSettings = Field(default_factory=ProxyCheckSettings)
     options: dict[str, Any] = Field(default_factory=dict)  # strategy-specific settings
 
     @model_validator(mode="before")
@@ -244,5 +276,5 @@ def build_config(file: str | Path | None = None, overrides: dict[str, Any] | Non
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid search config:\n" + "\n".join(lines)) from exc
+        parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid search config: " + "; ".join(parts)) from exc

@@ -159,10 +159,13 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
                          hypervolume=engine.front.hypervolume, best_val_acc=engine.front.best,
                          repaired=engine.repaired, usage=engine.usage, seconds=seconds,
                          stop_reason=engine.stop_reason)
-    except Exception:
+    except Exception as exc:
         if fresh and not started:  # bad setup (space, dataset, table...): leave no empty run
             store.close()
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif started:  # the run broke: say so in the store instead of leaving it "running"
+            store.set_meta("status", "failed")
+            store.set_meta("stop_reason", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if own_store:

@@ -18,11 +18,8 @@ from typing import Any
 
 import typer
 from archlore.agent import config as paths
-from rich.console import Console
+from archlore.agent.cli.common import EXIT_NOTHING_FOUND, console, fail, pct, warn
 from rich.markup import escape
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 class _TargetedKnowledge:
@@ -154,8 +151,7 @@ def ask_cmd(
 
             mutator = LLMMutator(chat_model, mode=mode)
     except (GoalParseError, ValueError, LLMError, ImportError) as exc:
-        err_console.print(f"[red]archlore ask: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("ask", exc)
     if chat_model is not None:
         mutator = _GoalMutator(mutator, goal.instruction())
 
@@ -180,11 +176,15 @@ def ask_cmd(
 
         check_available(cfg.dataset, data_root)
     except (ValueError, RunExists) as exc:
-        err_console.print(f"[red]archlore ask: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("ask", exc)
 
     if not as_json:
         console.print(_goal_line(goal, cfg))
+        if (goal.dataset is None and goal.max_mmacs is None and goal.max_params is None
+                and not goal.required_categories and not goal.excluded_categories):
+            warn("ask", "understood no dataset, cap or category in the request; searching "
+                        f"{cfg.dataset} with no caps (say e.g. 'under 1 MFLOPs', "
+                        "'uses attention', 'cifar10')")
     run_dir = paths.runs_dir() / cfg.name
     stopped = None
     try:
@@ -194,10 +194,9 @@ def ask_cmd(
     except BudgetExceeded as exc:  # spent before the run started (goal parsing)
         stopped = str(exc)
     except (RunExists, ValueError) as exc:
-        err_console.print(f"[red]archlore ask: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("ask", exc)
     if stopped:
-        err_console.print(f"[yellow]archlore ask: {stopped}; using the candidates so far[/yellow]")
+        warn("ask", f"{stopped}; using the candidates so far")
     with RunStore(run_dir, create=False) as store:
         candidates = store.candidates()
         ideas = store.ideas()
@@ -226,7 +225,7 @@ def ask_cmd(
     else:
         _print_result(summary, found[0].code if found else None)
     if found is None:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_NOTHING_FOUND)
 
 
 class _GoalMutator:
@@ -257,8 +256,7 @@ def _knowledge_source(path: str | None):
     try:
         return KnowledgeStore(root)
     except StoreError as exc:  # damaged ideas.json / papers.json: say which, change nothing
-        err_console.print(f"[red]archlore ask: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("ask", exc)
 
 
 def _goal_line(goal, cfg) -> str:
@@ -278,8 +276,8 @@ def _goal_line(goal, cfg) -> str:
 def _model_header(summary: dict) -> str:
     b = summary["best"]
     lines = [f"archlore ask: {summary['request']}",
-             f"candidate #{b['id']} of run {summary['run']}: val acc {b['val_acc']:.4f}, test acc "
-             + ("n/a" if b["test_acc"] is None else f"{b['test_acc']:.4f}")
+             f"candidate #{b['id']} of run {summary['run']}: val acc {pct(b['val_acc'])}, "
+             f"test acc {pct(b['test_acc'])}"
              + f", {b['mmacs']:.4f} MMACs per image, {b['params']} params, dataset "
                f"{b['dataset']}, seed {b['seed']}", "lineage (root first):"]
     for row in b["lineage"]:
@@ -300,7 +298,10 @@ def _print_result(summary: dict, code: str | None) -> None:
     from rich.syntax import Syntax
 
     b = summary["best"]
-    console.print(Syntax(code, "python", line_numbers=False))
+    if console.is_terminal:
+        console.print(Syntax(code, "python", line_numbers=False, word_wrap=True))
+    else:  # piped: the code exactly, never cut at the console width
+        print(code)
     console.print(f"[bold]best[/bold] #{b['id']}: val acc {100 * b['val_acc']:.2f} %, test acc "
                   + ("n/a" if b["test_acc"] is None else f"{100 * b['test_acc']:.2f} %")
                   + f", {b['mmacs']:.4f} MMACs per image, {b['params']:,} params "

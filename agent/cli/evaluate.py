@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
+from archlore.agent.cli.common import EXIT_NOTHING_FOUND, console, fail, pct, print_json
 from archlore.evaluator.records import Recipe
 
 
@@ -24,8 +24,8 @@ def _table(evaluation, path: Path):  # -> rich.table.Table
     if evaluation.reason:
         table.add_row("reason", evaluation.reason)
     table.add_row("dataset / seed", f"{evaluation.dataset} / {evaluation.seed}")
-    table.add_row("val acc", fmt(evaluation.val_acc, ".4f"))
-    table.add_row("test acc", fmt(evaluation.test_acc, ".4f"))
+    table.add_row("val acc", pct(evaluation.val_acc))
+    table.add_row("test acc", pct(evaluation.test_acc))
     table.add_row("MACs per image", "—" if evaluation.macs is None
                   else f"{evaluation.macs:,} ({evaluation.macs / 1e6:.3f} M)")
     table.add_row("params", fmt(evaluation.params, ","))
@@ -68,7 +68,10 @@ def evaluate_command(
                                              help="Directory with dataset files."),
     timeout: float = typer.Option(300.0, help="Wall-clock seconds before the worker is killed."),
     threads: int = typer.Option(1, help="CPU threads for the worker."),
-    as_json: bool = typer.Option(False, "--json", help="Print the Evaluation as JSON."),
+    download: bool = typer.Option(False, "--download", help="Download the dataset into "
+                                  "--data-root if missing (cifar10/cifar100/mnist/fashion-mnist)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the Evaluation as JSON "
+                                 "(accuracies as fractions)."),
 ) -> None:
     """Score MODEL.py: static policy, contained worker, shape check, MACs/params, proxy
     training, validation and test accuracy. Exit code 1 unless the status is ok."""
@@ -83,17 +86,20 @@ def evaluate_command(
     from archlore.evaluator.data import DatasetError, get_spec
 
     try:
-        get_spec(dataset)
+        get_spec(dataset, cfg.data_root)
+        if download:
+            from archlore.evaluator.download import ensure_dataset, rich_progress
+
+            with rich_progress() as bar:
+                ensure_dataset(dataset, cfg.data_root, download=True, progress=bar)
     except DatasetError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--dataset") from None
+        fail("evaluate", exc)
     evaluation = evaluate(model.read_text(encoding="utf-8", errors="replace"), cfg)
     if as_json:
-        typer.echo(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+        print_json(evaluation.model_dump(mode="json"))
     else:
-        from rich.console import Console
-
-        Console().print(_table(evaluation, model))
-    raise typer.Exit(0 if evaluation.ok else 1)
+        console.print(_table(evaluation, model))
+    raise typer.Exit(0 if evaluation.ok else EXIT_NOTHING_FOUND)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``archlore search``, ``archlore report NAME`` and ``archlore runs list``."""
+"""``archlore search``, ``archlore report NAME`` and ``archlore runs list|show|compare``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from typing import Any
 
 import typer
 from archlore.agent import config as paths
-from rich.console import Console
+from archlore.agent.cli.common import (
+    EXIT_INTERRUPTED,
+    console,
+    err_console,
+    fail,
+    pct,
+    print_json,
+    warn,
+)
+from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
 runs_app = typer.Typer(help="Inspect search runs.", no_args_is_help=True)
 
 
@@ -57,9 +64,8 @@ def _knowledge(path: str | None):
 
     try:
         return KnowledgeStore(Path(path) if path else paths.knowledge_dir())
-    except StoreError as exc:  # damaged ideas.json / papers.json: say which, change nothing
-        err_console.print(f"[red]archlore search: {exc}[/red]")
-        raise typer.Exit(2) from None
+    except StoreError as exc:  # damaged store, or not a store: say which, change nothing
+        fail("search", exc)
 
 
 def _remaining_llm_budget(cfg: Any, spent: Any) -> Any:
@@ -111,11 +117,15 @@ def search_cmd(
     n_seeds: int | None = typer.Option(None, "--n-seeds"),
     assignments: list[str] = typer.Option(
         [], "--set", help="Any config field: KEY=VALUE (JSON values; dots for nested keys)."),
+    download: bool = typer.Option(
+        False, "--download", help="Download cifar10 / cifar100 / mnist / fashion-mnist into "
+        "the data root if missing (default: <data dir>/datasets)."),
     resume: str | None = typer.Option(None, "--resume", help="Continue the run NAME."),
     live: bool = typer.Option(True, "--live/--no-live", help="Rich live progress view."),
 ) -> None:
     """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,
     built-in corpus, 2 workers -- a few minutes on 2 CPU cores."""
+    from archlore.evaluator.data import DatasetError
     from archlore.search.config import ConfigError, build_config
     from archlore.search.engine import ResumeMismatch
     from archlore.search.run import RunExists, run_search
@@ -126,6 +136,7 @@ def search_cmd(
                      knowledge=knowledge, table=table, workers=workers, epochs=epochs,
                      max_mflops=max_mflops, max_params=max_params, novelty_threshold=novelty_threshold,
                      repair_turns=repair_turns, n_seeds=n_seeds, backend=backend,
+                     download=download or None,
                      ray_address=ray_address,
                      objectives=[o.strip() for o in objectives.split(",") if o.strip()]
                      if objectives else None)
@@ -136,8 +147,14 @@ def search_cmd(
             with RunStore(paths.runs_dir() / resume, create=False) as st:
                 saved = st.get_meta("config")
                 spent = st.usage()
+                status, summary = st.get_meta("status"), st.summary()
             if saved is None:
                 raise RunStoreError(f"run {resume!r} has no saved config")
+            if status == "finished":  # nothing left to do: do not restart the workers
+                console.print(f"run {resume} is already finished ({summary['evaluated']} "
+                              f"evaluated, best val acc {pct(summary['best_val_acc'])}); "
+                              f"see archlore runs show {resume}")
+                return
             cfg = _remaining_llm_budget(build_config(base=saved), spent)
             given = [k for k, v in overrides.items() if v is not None and k != "name"]
             if given or config_file or assignments:
@@ -145,6 +162,13 @@ def search_cmd(
                                   f"{', '.join(given) or 'the other options'}[/yellow]")
         else:
             cfg = build_config(config_file, overrides, assignments).with_name()
+            if cfg.download and not cfg.data_root:  # a download needs somewhere to go
+                cfg = cfg.model_copy(update={"data_root": str(paths.data_dir() / "datasets")})
+            if cfg.download:
+                from archlore.evaluator.download import ensure_dataset, rich_progress
+
+                with rich_progress() as bar:
+                    ensure_dataset(cfg.dataset, cfg.data_root, download=True, progress=bar)
             llm_given = {k: v for k, v in dict(
                 base_url=base_url, mode=mode, max_total_tokens=llm_budget_tokens,
                 record=str(record) if record else None,
@@ -156,6 +180,11 @@ def search_cmd(
         mutator = make_mutator(cfg.llm.backend, **cfg.llm.mutator_options())
         kn = _knowledge(cfg.knowledge)
         view = _LiveView(cfg.name or "")
+        console.print(escape(
+            f"{'resuming' if resume else 'starting'} run {cfg.name}: {cfg.strategy} on "
+            f"{cfg.space} / {cfg.dataset}, budget {cfg.budget}, objectives "
+            f"{', '.join(cfg.objectives)}, mutator {cfg.llm.backend}; outputs in "
+            f"{paths.runs_dir() / (cfg.name or '')}"))
         if live and console.is_terminal:
             from rich.live import Live
 
@@ -174,11 +203,9 @@ def search_cmd(
 
             result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
                                 resume=bool(resume), progress=plain)
-    except (ConfigError, RunExists, RunStoreError, ResumeMismatch, KeyError, ValueError) as exc:
-        # str(KeyError) is the repr of its message (quoted): print the message itself
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[red]archlore search: {msg}[/red]")
-        raise typer.Exit(2) from None
+    except (ConfigError, RunExists, RunStoreError, ResumeMismatch, DatasetError, KeyError,
+            ValueError, FileNotFoundError) as exc:
+        fail("search", exc)
     c = result.counts
     console.print(
         f"[bold]{result.name}[/bold] {result.status} in {result.seconds:.0f} s: "
@@ -188,10 +215,10 @@ def search_cmd(
         + f", hypervolume {result.hypervolume:.4f}")
     console.print(f"outputs: {result.run_dir}/report.html, pareto.csv, pareto.png, models/")
     if result.stop_reason:
-        console.print(f"[yellow]stopped early: {result.stop_reason}[/yellow]")
+        warn("search", f"stopped early: {result.stop_reason}")
     if result.status != "finished":
         console.print(f"resume with: archlore search --resume {result.name}")
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore runs list`).")) -> None:
@@ -203,28 +230,140 @@ def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore run
         with RunStore(paths.runs_dir() / name, create=False) as store:
             out = write_outputs(store)
     except RunStoreError as exc:
-        err_console.print(f"[red]archlore report: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("report", exc)
     console.print(f"{out.html}\n{out.csv} ({len(out.models)} front models)\n{out.png}")
 
 
-@runs_app.command("list")
-def runs_list() -> None:
-    """Runs in the data directory: name, strategy, dataset, candidates, best, status."""
-    from archlore.search.store import RunStore
+def _run_row(db: Path) -> dict[str, Any]:
+    from archlore.search.config import SearchConfig
+    from archlore.search.store import RunStore, RunStoreError
 
-    table = Table("name", "strategy", "space", "dataset", "candidates", "valid", "best val acc",
-                  "status")
-    for db in sorted(paths.runs_dir().glob("*/run.db")):
+    try:
         with RunStore(db.parent, create=False) as st:
-            cfg = st.get_meta("config", {}) or {}
+            raw = st.get_meta("config", {}) or {}
             s = st.summary()
             status = st.get_meta("status", "?")
-        best = s["best_val_acc"]
-        table.add_row(db.parent.name, cfg.get("strategy", "?"), cfg.get("space", "?"),
-                      cfg.get("dataset", "?"), str(s["candidates"]), str(s["valid"]),
-                      "-" if best is None else f"{100 * best:.2f} %", str(status))
+            seconds = st.get_meta("seconds")
+    except RunStoreError as exc:
+        return {"name": db.parent.name, "status": "damaged", "error": str(exc)}
+    try:
+        cfg = SearchConfig.model_validate(raw)
+        strategy, space, dataset = cfg.strategy, cfg.space, cfg.dataset
+        objectives = cfg.objectives
+    except ValueError:
+        strategy, space, dataset, objectives = (raw.get("strategy", "?"), raw.get("space", "?"),
+                                                raw.get("dataset", "?"), [])
+    return {"name": db.parent.name, "strategy": strategy, "space": space, "dataset": dataset,
+            "objectives": objectives, "candidates": s["candidates"], "valid": s["valid"],
+            "best_val_acc": s["best_val_acc"], "status": status, "seconds": seconds}
+
+
+@runs_app.command("list")
+def runs_list(as_json: bool = typer.Option(False, "--json", help="One JSON list.")) -> None:
+    """Runs in the data directory: name, strategy, dataset, candidates, best, status."""
+    rows = [_run_row(db) for db in sorted(paths.runs_dir().glob("*/run.db"))]
+    if as_json:
+        print_json(rows)
+        return
+    if not console.is_terminal:  # piped: tab-separated, names whole
+        for r in rows:
+            print("\t".join(str(r.get(k, "")) for k in ("name", "strategy", "space", "dataset",
+                                                         "candidates", "valid", "status")))
+        return
+    table = Table("name", "strategy", "space", "dataset", "candidates", "valid", "best val acc",
+                  "status")
+    table.columns[0].no_wrap = True  # the name is what report / --resume need, never cut
+    table.columns[0].min_width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        table.add_row(r["name"], str(r.get("strategy", "")), str(r.get("space", "")),
+                      str(r.get("dataset", "")), str(r.get("candidates", "")),
+                      str(r.get("valid", "")), pct(r.get("best_val_acc")), str(r["status"]))
     console.print(table)
+
+
+def _open_run(name: str, command: str):
+    from archlore.search.store import RunStore, RunStoreError
+
+    try:
+        return RunStore(paths.runs_dir() / name, create=False)
+    except RunStoreError as exc:
+        fail(command, exc)
+
+
+@runs_app.command("show")
+def runs_show(name: str = typer.Argument(..., help="Run name."),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """A run's summary: config, counts, front (objectives, test accuracy), outputs."""
+    from archlore.search.front import front_of
+    from archlore.search.objectives import get_objectives
+
+    row = _run_row(paths.runs_dir() / name / "run.db")
+    if row.get("status") == "damaged":
+        fail("runs show", row["error"])
+    with _open_run(name, "runs show") as st:
+        objectives = get_objectives(row["objectives"] or ["val_acc", "macs"])
+        front = front_of(st.candidates(), objectives)
+    members = [{"id": c.id, **{o.name: o.value(c.evaluation) for o in objectives},
+                "test_acc": c.evaluation.test_acc, "operator": c.operator,
+                "idea_id": c.idea_id} for c in front]
+    if as_json:
+        print_json({**row, "front": members})
+        return
+    console.print(f"[bold]{name}[/bold]: {row['strategy']} on {row['space']} / "
+                  f"{row['dataset']}, status {row['status']}, {row['candidates']} candidates, "
+                  f"{row['valid']} valid, best val acc {pct(row['best_val_acc'])}"
+                  + (f", {row['seconds']:.0f} s" if row.get("seconds") else ""))
+    table = Table("id", *(o.label for o in objectives), "test acc", "operator", "idea",
+                  title=f"Pareto front ({len(members)})")
+    for m in members:
+        table.add_row(str(m["id"]), *(o.display(m[o.name]) for o in objectives),
+                      pct(m["test_acc"]), m["operator"], m["idea_id"] or "-")
+    console.print(table)
+    console.print(f"report: {paths.runs_dir() / name / 'report.html'}")
+
+
+@runs_app.command("compare")
+def runs_compare(names: list[str] = typer.Argument(..., help="Two or more run names."),
+                 out: Path | None = typer.Option(None, "--out", help="PNG to write "
+                                                 "(default: compare.png here).")) -> None:
+    """Put the fronts of several runs on one plot (their first two objectives)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from archlore.search.front import front_of
+    from archlore.search.objectives import get_objectives
+
+    if len(names) < 2:
+        fail("runs compare", "name at least two runs")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shared = None
+    for name in names:
+        row = _run_row(paths.runs_dir() / name / "run.db")
+        if row.get("status") == "damaged":
+            fail("runs compare", row["error"])
+        objectives = get_objectives(row["objectives"] or ["val_acc", "macs"])[:2]
+        if shared is not None and [o.name for o in objectives] != [o.name for o in shared]:
+            fail("runs compare", f"run {name} has objectives {[o.name for o in objectives]}, "
+                                 f"not {[o.name for o in shared]}")
+        shared = objectives
+        q, cost = objectives
+        with _open_run(name, "runs compare") as st:
+            front = sorted(front_of(st.candidates(), objectives),
+                           key=lambda c: cost.minimised(cost.value(c.evaluation)))
+        xs = [cost.value(c.evaluation) * cost.scale for c in front]
+        ys = [q.value(c.evaluation) * q.scale for c in front]
+        ax.step(xs, ys, where="post", lw=1.5)
+        ax.scatter(xs, ys, s=24, label=f"{name} ({len(front)})")
+    assert shared is not None
+    ax.set_xlabel(shared[1].label)
+    ax.set_ylabel(shared[0].label)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    path = out or Path("compare.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
