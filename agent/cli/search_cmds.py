@@ -100,12 +100,16 @@ def search_cmd(
     table: str | None = typer.Option(
         None, "--table", help="NAS-Bench-201 CSV for --space nb201 (or env ARCHLORE_NB201_TABLE)."),
     knowledge: str | None = typer.Option(None, "--knowledge", help="Knowledge store dir."),
-    workers: int | None = typer.Option(None, "--workers"),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Evaluation slots: on this machine (pool), per node (ray)."),
     objectives: str | None = typer.Option(
         None, "--objectives", help="2 or 3 objectives, comma-separated: val_acc, macs, params, "
         "latency_ms, latency_batch_ms, or a backend metric NAME:min|max (default val_acc,macs)."),
     backend: str | None = typer.Option(
         None, "--backend", help="Evaluation backend: pool | table | ray (default: the space's)."),
+    devices: str | None = typer.Option(
+        None, "--devices", help="Evaluation devices, comma-separated: cpu (default), auto, "
+        "cuda, cuda:1 (one GPU per worker)."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="--backend ray: auto or HOST:PORT (default: start Ray here)."),
     epochs: float | None = typer.Option(None, "--epochs", help="Training epochs per candidate."),
@@ -138,6 +142,7 @@ def search_cmd(
                      repair_turns=repair_turns, n_seeds=n_seeds, backend=backend,
                      download=download or None,
                      ray_address=ray_address,
+                     devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None,
                      objectives=[o.strip() for o in objectives.split(",") if o.strip()]
                      if objectives else None)
     try:
@@ -214,11 +219,29 @@ def search_cmd(
         + ("-" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f} %")
         + f", hypervolume {result.hypervolume:.4f}")
     console.print(f"outputs: {result.run_dir}/report.html, pareto.csv, pareto.png, models/")
+    _say_unsupported(Path(result.run_dir))
     if result.stop_reason:
         warn("search", f"stopped early: {result.stop_reason}")
     if result.status != "finished":
         console.print(f"resume with: archlore search --resume {result.name}")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _say_unsupported(run_dir: Path) -> None:
+    """How many ideas the mutator could not apply, and why (e.g. no structured edits)."""
+    from archlore.search.store import RunStore
+
+    with RunStore(run_dir, create=False) as st:
+        state = st.get_meta("strategy_state") or {}
+    skipped = state.get("unsupported_ideas") or {}
+    if skipped:
+        reasons: dict[str, int] = {}
+        for why in skipped.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        console.print(escape(f"{len(skipped)} ideas could not be applied by this mutator and "
+                             "were left out: " + "; ".join(f"{n} with {why}" for why, n in
+                                                          sorted(reasons.items()))
+                             + " (an LLM mutator can apply them: --llm openai)"))
 
 
 def report_cmd(name: str = typer.Argument(..., help="Run name (see `archlore runs list`).")) -> None:
