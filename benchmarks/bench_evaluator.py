@@ -101,7 +101,7 @@ def overhead(pool: EvaluatorPool, repeats: int, epochs: float) -> None:
     spec_n = len(load_dataset("digits").train_x)
     steps = math.ceil(epochs * (spec_n // cfg.batch_size))
     torch.set_num_threads(1)
-    cascade, bare, startups, stages = [], [], [], []
+    cascade, bare, startups, stages, costs, latency = [], [], [], [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
         ev = pool.submit(EXAMPLE, cfg).result()
@@ -110,6 +110,8 @@ def overhead(pool: EvaluatorPool, repeats: int, epochs: float) -> None:
         startups.append(ev.startup_seconds or 0.0)
         cascade.append(wall - (ev.startup_seconds or 0.0))
         stages.append(sum(s.seconds for s in ev.timings))
+        costs.append(sum(s.seconds for s in ev.timings if s.stage == "cost"))
+        latency.append((ev.metrics["latency_ms"], ev.metrics["latency_batch_ms"]))
         bare.append(bare_loop(EXAMPLE, "digits", steps, cfg.batch_size, cfg.lr, cfg.seed))
     c, b = statistics.median(cascade), statistics.median(bare)
     print(f"\n(a) evaluator overhead — examples/resnet_tiny.py on digits, {steps} steps, "
@@ -118,7 +120,12 @@ def overhead(pool: EvaluatorPool, repeats: int, epochs: float) -> None:
     print(f"    {'cascade, excluding worker start-up':<48} {c:7.3f} s")
     print(f"    {'  of which inside the worker (sum of stages)':<48} "
           f"{statistics.median(stages):7.3f} s")
+    print(f"    {'  of which the cost stage (counts + latency)':<48} "
+          f"{statistics.median(costs):7.3f} s")
     print(f"    {'ratio cascade / bare (target <= 1.10)':<48} {c / b:7.3f} x")
+    print(f"    {'latency per image, batch 1 / batch ' + str(cfg.batch_size):<48} "
+          f"{statistics.median(x[0] for x in latency):7.3f} ms / "
+          f"{statistics.median(x[1] for x in latency):.4f} ms")
     print(f"    {'worker start-up (fork from preloaded zygote)':<48} "
           f"{statistics.median(startups) * 1000:7.1f} ms")
 

@@ -5,15 +5,17 @@ Layers (all unprivileged Linux features):
 - own session (``setsid``) and ``PR_SET_PDEATHSIG``: the worker dies with its parent;
 - rlimits: CPU seconds, address space (on CUDA the data segment instead: the driver reserves
   huge virtual ranges), file size, no core dumps;
-- Landlock (``landlock`` package): writes only in the private work directory; reads only
-  from the Python installation, system libraries, the dataset directory and a few /proc and
-  /sys files (so secrets in /tmp, /home, /root... stay unreadable); /dev read-write on CUDA.
+- Landlock (``landlock`` package): no file writes at all (the work directory is read-only;
+  the dataset comes in a memfd, results go out through pipes); reads only from the Python
+  installation, system libraries and a few /proc and /sys files (so secrets in /tmp, /home,
+  /root... stay unreadable); on CUDA the /dev devices except shm, mqueue and terminals.
   On CUDA the driver is initialised *before* containment (evaluator.worker): both Landlock and
   seccomp break cuInit, while an initialised driver keeps working under them;
 - seccomp (``pyseccomp``): EPERM for execve/execveat, fork/vfork, clone without
   CLONE_THREAD (clone3 gets ENOSYS so glibc falls back to clone for threads), every new
-  socket, ptrace and cross-process memory access, signals to other processes, namespaces,
-  mount, bpf, io_uring, kernel keyrings, perf events and file-handle tricks.
+  socket, ptrace and cross-process memory access, signals to other processes (also those the
+  kernel sends for F_SETOWN/F_SETSIG/FIOSETOWN), clearing the death signal, SysV IPC, memfds,
+  namespaces, mount, bpf, io_uring, kernel keyrings, perf events and file-handle tricks.
 
 A layer the kernel lacks is skipped with a loud "NOT APPLIED" line (and a stderr warning).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import math
 import os
 import resource
@@ -33,7 +36,8 @@ from archlore.evaluator.records import EvalConfig
 NOT_APPLIED = "NOT APPLIED"
 _PR_SET_PDEATHSIG = 1
 _CLONE_THREAD = 0x00010000
-MAX_FILE_BYTES = 32 * 1024 * 1024  # any single file the worker writes (output, scratch)
+MAX_FILE_BYTES = 32 * 1024 * 1024  # any single file (the worker can write none but /dev/null)
+MAX_OPEN_FILES = 256  # bounds pipe buffers a worker can pin in the kernel
 
 _DENY_ALWAYS = (
     "execve", "execveat", "fork", "vfork", "socket", "ptrace", "process_vm_readv",
@@ -51,7 +55,19 @@ _DENY_ALWAYS = (
     "setrlimit", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
     "setgroups", "capset", "settimeofday", "clock_settime", "adjtimex", "sethostname",
     "setdomainname", "mknod", "mknodat",
+    # SysV IPC objects outlive the process (a worker once left 3 GiB of shared memory in the
+    # kernel); memfds are unbounded anonymous files; the scheduler/IO priority of others
+    "shmget", "shmat", "shmctl", "semget", "semop", "semtimedop", "semctl", "msgget",
+    "msgsnd", "msgrcv", "msgctl", "ipc", "memfd_create", "memfd_secret", "setpriority",
+    "ioprio_set", "kcmp", "process_madvise", "migrate_pages", "move_pages",
 )
+# fcntl commands that make the kernel signal a chosen process (F_SETOWN + O_ASYNC delivers
+# SIGKILL/SIGSTOP to any pid, the owner of a lease or dnotify watch is signalled too)
+_DENY_FCNTL = (8, 10, 15, 1024, 1026)  # F_SETOWN, F_SETSIG, F_SETOWN_EX, F_SETLEASE, F_NOTIFY
+# the same through ioctl (FIOSETOWN, SIOCSPGRP), and typing into a terminal (TIOCSTI,
+# TIOCLINUX)
+_DENY_IOCTL = (0x8901, 0x8902, 0x5412, 0x541C)
+_PR_SET_PDEATHSIG_OPT = 1
 
 
 def _warn(line: str) -> str:
@@ -65,6 +81,7 @@ def _apply_rlimits(cfg: EvalConfig, cuda: bool) -> str:
         (resource.RLIMIT_CORE, 0, "core 0"),
         (resource.RLIMIT_CPU, cpu, f"cpu {cpu}s"),
         (resource.RLIMIT_FSIZE, MAX_FILE_BYTES, f"file size {MAX_FILE_BYTES >> 20} MiB"),
+        (resource.RLIMIT_NOFILE, MAX_OPEN_FILES, f"open files {MAX_OPEN_FILES}"),
     ]
     mem = cfg.memory_mb * 1024 * 1024
     if cuda:  # the driver reserves huge PROT_NONE ranges: bound writable memory instead
@@ -92,9 +109,43 @@ def _package_dirs(pkg) -> list[str]:
     return sorted(dirs)
 
 
-def readable_paths(data_root: str | None) -> list[str]:
-    """Where a worker may read: the Python installation, system libraries, the dataset
-    directory, a few /proc and /sys files torch consults. Not /tmp, /home, /root, /work."""
+def label_sources(data_root: str | None = None) -> list[str]:
+    """Files with dataset labels inside otherwise readable trees: scikit-learn's bundled
+    data (digits), Debian's /usr/share/datasets, and the data root. A worker gets its data
+    from the parent and must not read labels from disk either."""
+    import importlib.util
+
+    out = ["/usr/share/datasets"]
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    if spec is not None and spec.origin:
+        out.append(os.path.join(os.path.dirname(spec.origin), "datasets", "data"))
+    if data_root:
+        out.append(data_root)
+    return sorted({os.path.realpath(p) for p in out if os.path.exists(p)})
+
+
+def _without(roots: set[str], excluded: list[str]) -> tuple[list[str], list[str]]:
+    """``roots`` with the ``excluded`` trees cut out: a root holding an excluded path is
+    replaced by its children, recursively along that path only (Landlock only allows).
+    Returns (readable paths, directories on the way that stay listable but not readable:
+    without listing them Python's importer could not find the modules inside)."""
+    out, listed, stack = set(), set(), sorted({os.path.realpath(p) for p in roots})
+    while stack:
+        path = stack.pop()
+        if path in excluded:
+            continue
+        if not any(e.startswith(path.rstrip(os.sep) + os.sep) for e in excluded):
+            out.add(path)
+        elif os.path.isdir(path):
+            listed.add(path)
+            stack.extend(os.path.realpath(os.path.join(path, name)) for name in os.listdir(path))
+    return sorted(out), sorted(listed)
+
+
+@functools.lru_cache(maxsize=1)
+def _base_readable() -> tuple[str, ...]:
+    """Computed once in the fork server (evaluator.worker calls it at import): listing the
+    trees around the cut-outs takes ~0.1 s, too long for every worker."""
     import site
 
     import archlore
@@ -104,9 +155,21 @@ def readable_paths(data_root: str | None) -> list[str]:
              "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu",
              "/sys/fs/cgroup", "/dev/urandom", "/dev/random", "/dev/zero"}
     paths.update(p for p in sys.path if p and "site-packages" in p)
-    if data_root:
-        paths.add(data_root)
-    return sorted(p for p in paths if p and os.path.exists(p))
+    readable, listed = _without({p for p in paths if p and os.path.exists(p)}, label_sources())
+    return tuple(readable), tuple(listed)
+
+
+def readable_paths(data_root: str | None) -> tuple[list[str], list[str]]:
+    """Where a worker may read: the Python installation, system libraries, a few /proc and
+    /sys files torch consults. Not /tmp, /home, /root, /work, nor any dataset (its data
+    comes from the parent): ``label_sources(data_root)`` are cut out of these trees.
+    Returns (readable trees, directories that are only listable)."""
+    base, listed = _base_readable()
+    root = os.path.realpath(data_root) if data_root else None
+    if root and any(root == p or root.startswith(p.rstrip(os.sep) + os.sep) for p in base):
+        readable, more = _without(set(base), label_sources(data_root))  # data in a read tree
+        return readable, sorted({*listed, *more})
+    return list(base), list(listed)
 
 
 def _apply_landlock(work_dir: str, cfg: EvalConfig, cuda: bool) -> str:
@@ -117,24 +180,35 @@ def _apply_landlock(work_dir: str, cfg: EvalConfig, cuda: bool) -> str:
         ruleset = Ruleset()
         read_dir = FSAccess.READ_FILE | FSAccess.READ_DIR | FSAccess.EXECUTE
         read_file = FSAccess.READ_FILE | FSAccess.EXECUTE
-        readable = readable_paths(cfg.data_root)
-        for path in readable:
+        # The dataset arrives in a memfd from the parent: no data directory to read, and the
+        # work dir is read-only, so a worker writes no file at all (no disk quota to exceed,
+        # no deep trees or FIFOs to leave behind, nothing for the parent to trip over).
+        readable, listed = readable_paths(cfg.data_root)
+        for path in [*readable, work_dir]:
             ruleset.allow(path, rules=read_dir if os.path.isdir(path) else read_file)
-        ruleset.allow(work_dir)
+        for path in listed:
+            ruleset.allow(path, rules=FSAccess.READ_DIR)
         ruleset.allow("/dev/null", rules=FSAccess.READ_FILE | FSAccess.WRITE_FILE)
         extra = ""
         if cuda:  # the (already initialised) driver may open more /dev/nvidia* files
             dev = read_dir | FSAccess.WRITE_FILE
             if abi >= 5:
                 dev |= FSAccess.IOCTL_DEV
-            ruleset.allow("/dev", rules=dev)
-            extra = "; /dev read-write (CUDA)"
+            # every device but shared memory, message queues and terminals
+            for name in os.listdir("/dev"):
+                if name in {"shm", "mqueue", "pts", "ptmx", "console"} or name.startswith("tty"):
+                    continue
+                path = os.path.join("/dev", name)
+                if os.path.islink(path):  # /dev/fd, /dev/core...: a rule would follow the link
+                    continue
+                ruleset.allow(path, rules=dev if os.path.isdir(path) else dev & ~FSAccess.READ_DIR)
+            extra = "; /dev devices read-write except shm/mqueue/terminals (CUDA)"
         ruleset.apply()
     except Exception as exc:  # noqa: BLE001 - any failure means "not contained": say so
         return _warn(f"landlock: {NOT_APPLIED} ({type(exc).__name__}: {exc}); file reads and "
                      f"writes outside the work dir are NOT blocked")
-    return (f"landlock ABI {abi}: writes only in the work dir; reads only Python, system "
-            f"libraries and the dataset ({len(readable)} paths){extra}")
+    return (f"landlock ABI {abi}: no file writes (work dir read-only); reads only Python and "
+            f"system libraries, no dataset files ({len(readable)} paths){extra}")
 
 
 def _apply_seccomp() -> str:
@@ -156,13 +230,20 @@ def _apply_seccomp() -> str:
         for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             filt.add_rule(eperm, name, sc.Arg(0, sc.NE, pid))  # only signal ourselves
         filt.add_rule(eperm, "prlimit64", sc.Arg(2, sc.NE, 0))  # read limits, never set them
+        for cmd in _DENY_FCNTL:
+            filt.add_rule(eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
+        for cmd in _DENY_IOCTL:
+            filt.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd))
+        # the death signal set in apply_containment stays: a worker cannot outlive archlore
+        filt.add_rule(eperm, "prctl", sc.Arg(0, sc.EQ, _PR_SET_PDEATHSIG_OPT))
         filt.load()
     except Exception as exc:  # noqa: BLE001
         return _warn(f"seccomp: {NOT_APPLIED} ({type(exc).__name__}: {exc}); process "
                      f"creation and network sockets are NOT blocked")
     note = f" (unknown here: {', '.join(skipped)})" if skipped else ""
     return ("seccomp: EPERM for exec, fork/vfork/non-thread clone, all new sockets, ptrace, "
-            "signals to other processes, setting rlimits/ids/capabilities, chmod/chown/xattr, "
+            "signals to other processes (also via F_SETOWN/F_SETSIG), changing the death "
+            "signal, SysV IPC, memfd, setting rlimits/ids/capabilities, chmod/chown/xattr, "
             "namespaces/mount/bpf/io_uring/keyrings" + note)
 
 
@@ -197,7 +278,7 @@ def apply_containment(work_dir: str, cfg: EvalConfig, cuda: bool = False) -> lis
         pass  # already a session leader
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    lines.append(f"process: own session, private work dir, wall-clock timeout "
+    lines.append(f"process: own session, death signal locked, read-only work dir, wall-clock timeout "
                  f"{cfg.timeout_s:g}s (killed by the parent), output capped at "
                  f"{cfg.max_output_bytes} bytes")
     lines.append(_apply_rlimits(cfg, cuda))

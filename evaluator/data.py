@@ -2,9 +2,11 @@
 
 Each loader returns ``Splits``: float32 images ``(N, C, H, W)`` normalised per channel with
 the training mean/std, int64 labels ``(N,)``, for fixed train/val/test splits. Nothing is
-downloaded: ``digits`` ships with scikit-learn, ``synthetic*`` is generated, and
-``cifar10``/``cifar100``/``imagenet16-120`` are read from a user directory
-(``EvalConfig.data_root`` or env ``ARCHLORE_DATA``).
+downloaded here: ``digits`` ships with scikit-learn, ``synthetic*`` is generated, and
+``cifar10``/``cifar100``/``imagenet16-120``/``mnist``/``fashion-mnist`` are read from a user
+directory (``EvalConfig.data_root`` or env ``ARCHLORE_DATA``; Fashion-MNIST also from
+Debian's ``/usr/share/datasets/fashion-mnist``). ``folder:PATH`` / ``npz:FILE`` are user
+datasets (``evaluator.datasets_user``); ``evaluator.download`` fetches the four public ones.
 
 Only numpy here (no torch): the parent process uses ``dataset_info`` without importing torch.
 """
@@ -52,29 +54,50 @@ class DatasetSpec:
     flip: bool = True  # horizontal flips are label-preserving (not for digits)
     pad: int = 4  # random-crop padding in pixels
     description: str = ""
+    # Custom availability check (raises DatasetError) for data not at fixed expected_files.
+    check: Callable[[Path | None], None] | None = None
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
+# Parametrised names "PREFIX:ARG" (folder:PATH, npz:FILE): PREFIX -> resolver(name, root).
+_FAMILIES: dict[str, Callable[[str, Path | None], DatasetSpec]] = {}
 
 
 def register_dataset(spec: DatasetSpec) -> None:
     _REGISTRY[spec.name] = spec
 
 
+def register_dataset_family(prefix: str,
+                            resolver: Callable[[str, Path | None], DatasetSpec]) -> None:
+    """Names ``prefix:ARG`` resolve through ``resolver(name, data_root) -> DatasetSpec``."""
+    _FAMILIES[prefix] = resolver
+
+
 def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_spec(name: str) -> DatasetSpec:
+def list_dataset_families() -> list[str]:
+    """Parametrised dataset names, e.g. ``folder:PATH``, ``npz:FILE``."""
+    return [f"{p}:{'PATH' if p == 'folder' else 'FILE'}" for p in sorted(_FAMILIES)]
+
+
+def get_spec(name: str, data_root: str | os.PathLike | None = None) -> DatasetSpec:
+    """The spec of a registered name, or of a ``folder:``/``npz:`` name (which reads or
+    converts the user's files, so pass the same ``data_root`` the loader gets)."""
+    prefix, sep, _ = name.partition(":")
+    if sep and prefix.lower() in _FAMILIES:
+        return _FAMILIES[prefix.lower()](name, resolve_root(data_root))
     try:
         return _REGISTRY[name] if name in _REGISTRY else _REGISTRY[name.lower()]
     except KeyError:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}") from None
+        known = list_datasets() + list_dataset_families()
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(known)}") from None
 
 
-def dataset_info(name: str) -> tuple[int, int, int]:
-    """``(in_channels, num_classes, image_size)`` of a registered dataset."""
-    spec = get_spec(name)
+def dataset_info(name: str, data_root: str | os.PathLike | None = None) -> tuple[int, int, int]:
+    """``(in_channels, num_classes, image_size)`` of a dataset."""
+    spec = get_spec(name, data_root)
     return spec.in_channels, spec.num_classes, spec.image_size
 
 
@@ -85,10 +108,13 @@ def resolve_root(data_root: str | os.PathLike | None) -> Path | None:
 
 def check_available(name: str, data_root: str | os.PathLike | None = None) -> None:
     """Raise DatasetError naming the expected files when a file-backed dataset is absent."""
-    spec = get_spec(name)
+    spec = get_spec(name, data_root)
+    root = resolve_root(data_root)
+    if spec.check is not None:
+        spec.check(root)
+        return
     if not spec.expected_files:
         return
-    root = resolve_root(data_root)
     if root is None:
         raise DatasetError(
             f"dataset {name!r} is read from a local directory: pass --data-root / "
@@ -102,7 +128,7 @@ def check_available(name: str, data_root: str | os.PathLike | None = None) -> No
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None) -> Splits:
     check_available(name, data_root)
-    return get_spec(name).loader(resolve_root(data_root))
+    return get_spec(name, data_root).loader(resolve_root(data_root))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,10 +194,25 @@ def _load_synthetic_cifar(_: Path | None) -> Splits:
                         np.arange(55_000, 60_000), 10)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Only what CIFAR/ImageNet16 batches hold (dicts, lists, bytes, numpy arrays): the
+    parent, not a contained worker, reads the dataset files now (workers get no labels), so a
+    tampered pickle must not be able to call anything else."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any decoding problem is a data-file problem
         raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict):
@@ -260,3 +301,7 @@ register_dataset(DatasetSpec("cifar100", 3, 100, 32, _load_cifar100, _CIFAR100_F
                              description="CIFAR-100 python pickles (cifar-100-python)"))
 register_dataset(DatasetSpec("imagenet16-120", 3, 120, 16, _load_imagenet16_120, _IMNET16_FILES,
                              pad=2, description="NAS-Bench-201 ImageNet16 pickles, 120 classes"))
+
+
+# MNIST / Fashion-MNIST (idx files) and the folder:/npz: user-dataset families.
+from archlore.evaluator import datasets_user as _datasets_user  # noqa: E402,F401

@@ -28,6 +28,8 @@ DENIED_NAMES = frozenset({
     # module names that are never importable here; naming them is a red flag on its own
     "os", "sys", "subprocess", "socket", "ctypes", "pickle", "marshal", "importlib",
     "builtins", "shutil", "pathlib", "signal", "threading", "multiprocessing", "io",
+    # type(obj).method(other) calls a method with another object as self
+    "type", "object",
     "gc", "inspect", "tempfile", "shelve", "pty", "urllib", "requests", "resource",
 })
 
@@ -63,8 +65,30 @@ DENIED_ATTRIBUTES = frozenset({
     # string.Formatter().get_field) and numpy (F.np: unchecked as_strided, f2py, ...)
     "operator", "attrgetter", "methodcaller", "string", "Formatter", "get_field",
     "np", "numpy",
+    # setting attributes by a string (update_wrapper(torch.Tensor, f, assigned=("__int__",)))
+    "update_wrapper", "wraps", "WRAPPER_ASSIGNMENTS", "WRAPPER_UPDATES",
+    # torch modes, overrides and global hooks: code that runs inside every later torch call
+    # or module call, including the evaluator's own (a mode kept pushed by a suspended
+    # generator survives DisableTorchFunctionSubclass)
+    "overrides", "TorchFunctionMode", "TorchDispatchMode", "BaseTorchFunctionMode",
+    "graph", "saved_tensors_hooks", "register_multi_grad_hook", "profiler", "profiler_util",
+    "register_module_forward_hook", "register_module_forward_pre_hook",
+    "register_module_full_backward_hook", "register_module_full_backward_pre_hook",
+    "register_module_backward_hook", "register_module_buffer_registration_hook",
+    "register_module_module_registration_hook", "register_module_parameter_registration_hook",
+    # modules reachable from allowed ones that read or write files (torch.autograd.
+    # profiler_util.json.codecs.open, torch.profiler.profiler.gzip.open, torch.glob...);
+    # test_policy walks every module and callable reachable to keep this list complete
+    "open", "fdopen", "codecs", "gzip", "zlib", "glob", "json", "linecache", "tokenize",
+    "copyreg", "pkgutil", "sysconfig", "site", "warnings", "path", "weakref", "finalize",
+    # ctypes re-exported by torch.xpu (cast/pointer: raw memory), imports by spec
+    # (torch.cuda.amp.common.find_spec), binding a function to another self (MethodType)
+    "xpu", "byref", "cast", "pointer", "c_void_p", "addressof", "string_at", "memmove",
+    "find_spec", "loader", "load_module", "exec_module", "module_from_spec", "import_module",
+    "MethodType", "signature",
 })
 
+# Names a candidate may never bind: private attributes are allowed on these only.
 _SELF_NAMES = frozenset({"self", "cls"})
 
 
@@ -89,15 +113,93 @@ def _is_super_call(node: ast.AST) -> bool:
             and node.func.id == "super")
 
 
-class _Checker(ast.NodeVisitor):
+def _root(node: ast.AST) -> ast.Name | None:
+    """The Name an attribute/subscript chain starts from; None when it passes a call or
+    anything else (``f().x``, ``[t][0].x``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node if isinstance(node, ast.Name) else None
+
+
+class _Facts(ast.NodeVisitor):
+    """What the source itself defines: imported names, local classes and their methods,
+    private attribute names it assigns or defines, and the methods' own ``self`` params."""
+
     def __init__(self) -> None:
+        self.imported: set[str] = set()
+        self.classes: dict[str, set[str]] = {}
+        self.private: set[str] = set()
+        self.self_args: set[int] = set()  # id() of the ast.arg nodes that may be self/cls
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.imported.add(alias.asname or alias.name.split(".")[0])
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            self.imported.add(alias.asname or alias.name)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        methods = self.classes.setdefault(node.name, set())
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if item.name.startswith("_"):
+                    self.private.add(item.name)
+                plain = not any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                                for d in item.decorator_list)
+                args = item.args.posonlyargs + item.args.args
+                if plain and args and args[0].arg in _SELF_NAMES:
+                    self.self_args.add(id(args[0]))
+                methods.add(item.name)
+            for target in getattr(item, "targets", [getattr(item, "target", None)]):
+                if isinstance(target, ast.Name) and target.id.startswith("_"):
+                    self.private.add(target.id)
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if (isinstance(node.ctx, ast.Store) and node.attr.startswith("_")
+                and isinstance(node.value, ast.Name) and node.value.id in _SELF_NAMES):
+            self.private.add(node.attr)
+        self.generic_visit(node)
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, facts: _Facts) -> None:
         self.violations: list[PolicyViolation] = []
+        self.facts = facts
+        # names that alias something imported (t = torch.Tensor): never assigned through
+        self.aliases = set(facts.imported)
 
     def _deny(self, node: ast.AST, rule: str, detail: str) -> None:
         self.violations.append(PolicyViolation(getattr(node, "lineno", 0), rule, detail))
 
+    def _bind(self, node: ast.AST, name: str | None) -> None:
+        if name in _SELF_NAMES:
+            self._deny(node, "self-rebinding", f"binding the name {name!r} (it may only be a "
+                       f"method's first parameter: private attributes are allowed on it)")
+
+    def _check_attr_name(self, node: ast.AST, attr: str, value: ast.AST | None) -> None:
+        if _is_dunder(attr):
+            if not (attr == "__init__" and value is not None and _is_super_call(value)):
+                self._deny(node, "dunder-attribute",
+                           f"access to {attr!r} (only super().__init__ is allowed)")
+        elif attr in DENIED_ATTRIBUTES:
+            self._deny(node, "denied-attribute", f"access to attribute {attr!r}")
+        elif attr.startswith("_") and not (
+            isinstance(value, ast.Name) and value.id in _SELF_NAMES
+            and attr in self.facts.private
+        ):
+            self._deny(node, "private-attribute",
+                       f"access to private attribute {attr!r} (allowed on self only, for "
+                       f"names the candidate defines)")
+        elif (isinstance(value, ast.Name) and attr in self.facts.classes.get(value.id, ())
+              and not _is_dunder(attr)):
+            self._deny(node, "unbound-method", f"{value.id}.{attr} through the class (a "
+                       f"method called with another object as self)")
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
+            self._bind(node, alias.asname or alias.name)
             if alias.name not in ALLOWED_IMPORTS:
                 self._deny(node, "import-not-allowed", f"import of {alias.name!r} (allowed: "
                            f"{', '.join(sorted(ALLOWED_IMPORTS - {'__future__'}))})")
@@ -108,6 +210,7 @@ class _Checker(ast.NodeVisitor):
             self._deny(node, "import-not-allowed", f"from {'.' * node.level}{module} import ...")
             return
         for alias in node.names:
+            self._bind(node, alias.asname or alias.name)
             full = f"{module}.{alias.name}"
             if alias.name == "*":
                 self._deny(node, "import-not-allowed", f"star import from {module!r}")
@@ -121,20 +224,49 @@ class _Checker(ast.NodeVisitor):
             self._deny(node, "denied-name", f"use of {node.id!r}")
         elif _is_dunder(node.id):
             self._deny(node, "dunder-name", f"use of {node.id!r}")
+        if not isinstance(node.ctx, ast.Load):
+            self._bind(node, node.id)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        root = _root(node.value) if isinstance(node.value, (ast.Name, ast.Attribute)) else None
+        if root is not None and root.id in self.aliases:
+            self.aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        attr = node.attr
-        if _is_dunder(attr):
-            if not (attr == "__init__" and _is_super_call(node.value)):
-                self._deny(node, "dunder-attribute",
-                           f"access to {attr!r} (only super().__init__ is allowed)")
-        elif attr in DENIED_ATTRIBUTES:
-            self._deny(node, "denied-attribute", f"access to attribute {attr!r}")
-        elif attr.startswith("_") and not (
-            isinstance(node.value, ast.Name) and node.value.id in _SELF_NAMES
-        ):
-            self._deny(node, "private-attribute",
-                       f"access to private attribute {attr!r} (allowed on self only)")
+        self._check_attr_name(node, node.attr, node.value)
+        if not isinstance(node.ctx, ast.Load):
+            root = _root(node.value)
+            if root is None or root.id in self.aliases or root.id in self.facts.classes:
+                self._deny(node, "attribute-assignment",
+                           f"assigning or deleting attribute {node.attr!r} of a module, an "
+                           f"imported object or a computed value (monkeypatching)")
+        self.generic_visit(node)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        if id(node) not in self.facts.self_args:
+            self._bind(node, node.arg)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        self._bind(node, node.name)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        self._bind(node, node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        self._bind(node, node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self._bind(node, node.rest)
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        # ``case object(__globals__=g)`` reads an attribute by keyword: same rules as ``x.a``
+        for attr in node.kwd_attrs:
+            self._check_attr_name(node, attr, None)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -147,6 +279,8 @@ class _Checker(ast.NodeVisitor):
                   or name_arg.value.startswith("_")):
                 self._deny(node, "denied-attribute",
                            f"{node.func.id}() of attribute {name_arg.value!r}")
+            elif node.args:
+                self._check_attr_name(node, name_arg.value, node.args[0])
             # visit arguments but not the name itself: getattr is fine with a literal
             for child in [*node.args, *node.keywords]:
                 self.visit(child)
@@ -157,12 +291,21 @@ class _Checker(ast.NodeVisitor):
         # defining __init__/forward/__call__-free methods is fine; other dunders are not
         if _is_dunder(node.name) and node.name not in {"__init__", "__repr__"}:
             self._deny(node, "dunder-definition", f"definition of {node.name!r}")
+        self._bind(node, node.name)
         self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._bind(node, node.name)
+        self.generic_visit(node)
+
     def visit_Global(self, node: ast.Global) -> None:
         self._deny(node, "global-statement", "global statements are not allowed")
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        for name in node.names:
+            self._bind(node, name)
 
 
 def check_source(code: str) -> list[PolicyViolation]:
@@ -179,8 +322,10 @@ def check_source(code: str) -> list[PolicyViolation]:
     except (RecursionError, MemoryError) as exc:  # pathological nesting, e.g. "- - - ... 1"
         return [PolicyViolation(0, "too-complex",
                                 f"source nested too deeply to check ({type(exc).__name__})")]
-    checker = _Checker()
+    facts = _Facts()
     try:
+        facts.visit(tree)
+        checker = _Checker(facts)
         checker.visit(tree)
     except RecursionError:
         return [PolicyViolation(0, "too-complex", "source nested too deeply to check")]

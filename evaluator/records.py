@@ -29,7 +29,6 @@ class Recipe(BaseModel):
     lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
 
     def recipe(self) -> Recipe:
         """Just the recipe fields (also of an ``EvalConfig``)."""
@@ -42,6 +41,7 @@ class EvalConfig(Recipe):
 
     model_config = ConfigDict(extra="ignore")
 
+    seed: int = 0
     dataset: str = "digits"
     data_root: str | None = None  # directory holding cifar10/cifar100/imagenet16 files
     device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
@@ -52,6 +52,9 @@ class EvalConfig(Recipe):
     memory_mb: int = 6144  # address-space limit of the worker
     cpu_threads: int = 1
     max_output_bytes: int = 64_000
+    # cost stage: time the forward at batch 1 and at the training batch (metrics latency_ms,
+    # latency_batch_ms) and cross-check the time against the counted work
+    measure_latency: bool = True
 
 
 _FIELD_METRICS = ("val_acc", "test_acc", "macs", "params", "train_seconds", "throughput")
@@ -87,6 +90,8 @@ class Evaluation(BaseModel):
     # Further named measurements (e.g. "latency_ms": per image at batch 1, median), keyed by
     # objective name; ``metric(name)`` also answers the fields above by name.
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Which machine/backend scored it (e.g. "pool", "ray:10.0.0.5"), for reports.
+    scored_by: str = ""
 
     def metric(self, name: str) -> float | None:
         """A measurement by objective name: ``val_acc``, ``test_acc``, ``macs``, ``params``,

@@ -7,12 +7,15 @@ channels_last on CUDA. Same seed, same device, same result.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from archlore.evaluator.cost import CostCounter
 from torch import nn
 
 
@@ -38,6 +41,9 @@ class TrainResult:
     images_per_second: float
     loss_curve: list[float] = field(default_factory=list)  # mean loss per logged interval
     diverged: bool = False  # a logged loss was NaN/inf
+    trained_params: int = 0  # parameter elements the optimizer updated
+    forward_macs: list[int] = field(default_factory=list)  # per image, at counted steps
+    forward_other: list[int] = field(default_factory=list)
 
 
 def augment(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -59,10 +65,11 @@ def augment(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torc
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudget,
-          seed: int = 0) -> TrainResult:
+          seed: int = 0, count_step: Callable[[int], bool] | None = None) -> TrainResult:
     """Train ``model`` in place on images ``x`` (N, C, H, W) and labels ``y`` (N,).
 
     ``x``/``y`` must already be on the model's device. Loss is logged ~50 times per run.
+    The forward of every step where ``count_step(step)`` is true runs under a CostCounter.
     """
     device = x.device
     cuda = device.type == "cuda"
@@ -74,6 +81,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
     gen = torch.Generator(device=device).manual_seed(seed)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    trained_params = sum(p.numel() for p in decay + no_decay)
+    counted_macs: list[int] = []
+    counted_other: list[int] = []
     opt = torch.optim.SGD([{"params": decay, "weight_decay": budget.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=budget.lr, momentum=0.9, nesterov=True)
@@ -99,9 +109,15 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
         xb = augment(x[idx], budget.pad, budget.flip, gen)
         if cuda:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        counter = CostCounter() if count_step is not None and count_step(step) else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(model(xb).float(), y[idx],
+            with counter if counter is not None else contextlib.nullcontext():
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), y[idx],
                                    label_smoothing=budget.label_smoothing)
+        if counter is not None:
+            counted_macs.append(int(round(counter.macs / max(1, len(xb)))))
+            counted_other.append(int(round(counter.other / max(1, len(xb)))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -119,28 +135,5 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     diverged = any(not math.isfinite(v) for v in curve)
-    return TrainResult(step, seconds, step * bs / max(seconds, 1e-9), curve, diverged)
-
-
-# Bound at import, in the fork server before any candidate runs: candidate code shares this
-# process and may monkeypatch torch.Tensor methods (e.g. ``sum``) or return a Tensor subclass
-# overriding them, which would forge the accuracy computed with method calls.
-_ARGMAX, _EQ, _SUM = torch.argmax, torch.eq, torch.sum
-_NO_SUBCLASS_OVERRIDES = torch._C.DisableTorchFunctionSubclass
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy as a fraction in [0, 1]; x (N, C, H, W) on the model's device."""
-    model.eval()
-    cuda = x.device.type == "cuda"
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        if cuda:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
-            logits = model(xb)
-        with _NO_SUBCLASS_OVERRIDES():
-            correct += int(_SUM(_EQ(_ARGMAX(logits, dim=1), y[i:i + batch_size])))
-    return correct / max(1, len(x))
+    return TrainResult(step, seconds, step * bs / max(seconds, 1e-9), curve, diverged,
+                       trained_params, counted_macs, counted_other)

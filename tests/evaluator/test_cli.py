@@ -36,5 +36,5 @@ def test_evaluate_policy_rejection(tmp_path):
 
 
 def test_unknown_dataset_is_a_usage_error():
-    result = CliRunner().invoke(app, ["evaluate", EXAMPLE, "--dataset", "mnist"])
+    result = CliRunner().invoke(app, ["evaluate", EXAMPLE, "--dataset", "no-such-set"])
     assert result.exit_code == 2 and "unknown dataset" in result.output

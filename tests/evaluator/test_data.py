@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 from archlore.evaluator import EvalConfig, dataset_info, evaluate, list_datasets
-from archlore.evaluator.data import DatasetError, load_dataset
+from archlore.evaluator.data import DatasetError, list_dataset_families, load_dataset
 
 
 def _write(path, obj):
@@ -42,12 +42,15 @@ def data_root(tmp_path):
 
 
 def test_registry_and_info():
-    assert {"digits", "synthetic", "cifar10", "cifar100", "imagenet16-120"} <= set(list_datasets())
+    assert {"digits", "synthetic", "cifar10", "cifar100", "imagenet16-120", "mnist",
+            "fashion-mnist"} <= set(list_datasets())
+    assert list_dataset_families() == ["folder:PATH", "npz:FILE"]
     assert dataset_info("digits") == (1, 10, 8)
     assert dataset_info("cifar100") == (3, 100, 32)
     assert dataset_info("imagenet16-120") == (3, 120, 16)
-    with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
-        dataset_info("mnist")
+    assert dataset_info("fashion-mnist") == dataset_info("mnist") == (1, 10, 28)
+    with pytest.raises(DatasetError, match="unknown dataset 'emnist'; known: .*folder:PATH"):
+        dataset_info("emnist")
 
 
 def test_digits_fixed_disjoint_normalised_split():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -112,15 +113,36 @@ def test_string_hashing_is_fixed_in_workers(pool):
 
 def test_fork_server_ignores_stray_stdout_lines(tmp_path):
     """Anything printed to stdout while the fork server starts (a sitecustomize, a library's
-    notice) must not kill the protocol reader: the server still becomes ready and forks."""
+    notice) must not disturb the protocol: the server still becomes ready, answers a health
+    check and forks a worker that reports through the pipes the parent passed it."""
+    import os
+
+    import numpy as np
+    from archlore.evaluator.channel import drain, make_data_fd
     from archlore.evaluator.sandbox import _worker_env
     from archlore.evaluator.zygote import Zygote
 
     (tmp_path / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
     zygote = Zygote({**_worker_env(), "PYTHONPATH": str(tmp_path)})
+    data_fd, layout = make_data_fd({k: np.zeros((4, 1, 8, 8), np.float32)
+                                    for k in ("train_x", "val_x", "test_x")}
+                                   | {"train_y": np.zeros(4, np.int64)})
+    r_res, w_res = os.pipe()
+    r_out, w_out = os.pipe()
     try:
-        assert zygote.wait_ready(120) and zygote.alive()
-        worker = zygote.spawn("", EvalConfig().model_dump_json(), "cpu", str(tmp_path))
-        assert worker.wait(60)
+        assert zygote.wait_ready(120) and zygote.healthy()
+        worker = zygote.spawn(["", EvalConfig().model_dump_json(), "cpu", str(tmp_path),
+                               layout], [data_fd, w_res, w_out])
+        os.close(w_res)
+        os.close(w_out)
+        inbox, timed_out = drain(r_res, r_out, deadline=time.time() + 60, expected={},
+                                 output_limit=10_000, max_output=10**6, exited=worker.done,
+                                 kill=worker.kill)
+        assert not timed_out and worker.wait(10)
+        os.close(r_res)
+        os.close(r_out)
+        result = [e["result"] for e in inbox.events if "result" in e][0]
+        assert result["status"] == "rejected" and "no `class Net" in result["reason"]
     finally:
+        os.close(data_fd)
         zygote.close()
