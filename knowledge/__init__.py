@@ -1,7 +1,7 @@
 """Design knowledge: papers -> design ideas (template + vector store).
 
 Heavy parts load lazily: ``from knowledge import KnowledgeStore`` imports the store (numpy,
-chromadb on first write/query, onnxruntime on first embedding) only when asked for.
+SQLite; onnxruntime on first embedding) only when asked for.
 """
 
 from archlore.knowledge.schema import (
@@ -16,11 +16,11 @@ from archlore.knowledge.schema import (
 )
 
 __all__ = ["ArchEdit", "Category", "Chunk", "Direction", "Effect", "Idea", "Paper", "Provenance",
-           "KnowledgeStore", "Hit", "IngestSummary"]
+           "KnowledgeStore", "Hit", "ChunkHit", "StoreError", "IngestSummary"]
 
 
 def __getattr__(name: str):
-    if name in ("KnowledgeStore", "Hit"):
+    if name in ("KnowledgeStore", "Hit", "ChunkHit", "StoreError"):
         from archlore.knowledge import store
 
         return getattr(store, name)

@@ -150,7 +150,9 @@ class CachedEmbedder:
         self._db: sqlite3.Connection | None = None
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(cache_path), check_same_thread=False)
+            # several processes may share the cache (concurrent ingests): WAL, wait for locks
+            self._db = sqlite3.connect(str(cache_path), check_same_thread=False, timeout=120)
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
             self._db.commit()
         self._mem: dict[str, np.ndarray] = {}

@@ -42,13 +42,25 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[0-9])")
 
 
 def normalise_text(text: str) -> str:
-    """Undo PDF line breaks: join hyphenated words, collapse whitespace."""
-    text = re.sub(r"(\w)-\n(\w)", r"\1\2", text)
+    """Collapse PDF line breaks and whitespace. (Line-end hyphenation is undone when the PDF is
+    read, ``knowledge.text.dehyphenate``; a hyphen still before a line break is a real one.)"""
+    text = re.sub(r"(\w)-\n(\w)", r"\1-\2", text)
     return " ".join(text.split())
 
 
+_BULLET = re.compile(r"\s+(?=[•▪◦●] )|(?<=[.;:])\s+(?=\((?:[ivx]{1,4}|[a-h1-9])\)\s)")
+
+
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(normalise_text(text)) if s.strip()]
+    """Sentences of ``text`` (after ``normalise_text``); bullets and "(i) ..." items of an
+    enumeration are sentences of their own. Every sentence is a verbatim substring."""
+    out = []
+    for part in _SENTENCE_END.split(normalise_text(text)):
+        for piece in _BULLET.split(part):
+            piece = piece.strip().lstrip("•▪◦● ").strip()
+            if piece:
+                out.append(piece)
+    return out
 
 
 def slugify(name: str) -> str:

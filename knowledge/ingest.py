@@ -1,8 +1,11 @@
 """Ingestion pipeline: PDFs -> pages -> sections/chunks -> ideas + embeddings -> store.
 
-Per file: read (pypdf), skip if its sha256 is already stored, segment and chunk (references
-dropped), extract ideas, embed chunks (batched, cached by text hash), and only then write —
-so a file that fails at any step leaves nothing in the store. One bad file never stops the batch.
+Per file: read (pypdf, text cleaned by ``knowledge.text``), skip it if the store already holds
+the same paper (same sha256, same text, or same arXiv id), segment and chunk (references
+dropped, appendices after them kept and labelled), extract ideas, embed chunks (batched, cached
+by text hash), and only then write, in one transaction — so a file that fails at any step leaves
+nothing in the store, and a paper another process stored meanwhile is skipped. One bad file
+never stops the batch.
 """
 
 from __future__ import annotations
@@ -140,10 +143,9 @@ def _ingest_one(store: KnowledgeStore, path: Path, extractor: Extractor,
 
     step(0.0, "reading")
     doc = read_pdf(path, max_bytes=max_bytes, max_pages=max_pages)
-    known = store.paper_by_sha256(doc.sha256)
+    known = store.find_paper(doc.sha256, doc.content_sha256, doc.arxiv_id)
     if known is not None:
-        return FileResult(path, "skipped", paper_id=known.id, title=known.title,
-                          pages=known.pages, error="already ingested (same sha256)")
+        return _skipped(path, known, doc)
     step(0.2, "chunking")
     segments = segment_pages(doc.pages)
     if not segments:
@@ -155,8 +157,22 @@ def _ingest_one(store: KnowledgeStore, path: Path, extractor: Extractor,
     vectors = store.embedder.embed([c.text for c in chunks])
     step(0.9, "writing")
     paper = Paper(id=doc.paper_id, title=doc.title, authors=doc.authors, year=doc.year,
-                  pages=len(doc.pages), sha256=doc.sha256, path=str(path))
+                  pages=len(doc.pages), sha256=doc.sha256, path=str(path),
+                  content_sha256=doc.content_sha256, arxiv_id=doc.arxiv_id)
     added = store.commit_paper(paper, chunks, vectors, ideas)
+    if added.duplicate_of is not None:  # another process stored it while we extracted
+        return _skipped(path, added.duplicate_of, doc)
     return FileResult(path, "ingested", paper_id=paper.id, title=paper.title,
                       pages=paper.pages, chunks=len(chunks), ideas_new=len(added.new),
                       ideas_merged=len(added.merged))
+
+
+def _skipped(path: Path, known: Paper, doc) -> FileResult:
+    if known.sha256 == doc.sha256:
+        why = "already ingested (same sha256)"
+    elif known.content_sha256 and known.content_sha256 == doc.content_sha256:
+        why = f"already ingested (same text as {known.id})"
+    else:
+        why = f"already ingested (same arXiv id {doc.arxiv_id})"
+    return FileResult(path, "skipped", paper_id=known.id, title=known.title,
+                      pages=known.pages, error=why)

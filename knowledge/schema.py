@@ -52,6 +52,10 @@ class Provenance(BaseModel):
     title: str = ""
     page: int | None = None  # 1-based page of the quote
     quote: str = ""  # verbatim evidence sentence
+    section: str = ""  # the paper section the quote is from, when known
+    # "supports": the paper proposes or uses the idea (the quote shows it); "mentions": it only
+    # names it (related work, a baseline, a negative result). Reports cite only supporters.
+    role: Literal["supports", "mentions"] = "supports"
 
 
 class ArchEdit(BaseModel):
@@ -96,10 +100,28 @@ class Idea(BaseModel):
     cell_ops: list[CellOp] = Field(default_factory=list)  # offline mutator, NB201 space
     provenance: list[Provenance] = Field(default_factory=list)
     source: Literal["corpus", "offline", "llm"] = "corpus"
+    # why the idea has no structured edits (set when ``edits`` and ``cell_ops`` are empty):
+    # such ideas are applied by an LLM mutator from the description and the paper's chunks
+    apply_note: str = ""
 
     @property
     def applicable_offline(self) -> bool:
+        """The offline mutator can apply it (structured edits or NB201 cell operations)."""
         return bool(self.edits or self.cell_ops)
+
+    @property
+    def llm_only(self) -> bool:
+        """Only an LLM mutator can apply it (no structured edit expresses it)."""
+        return not self.applicable_offline
+
+    @property
+    def from_papers(self) -> bool:
+        """Derived from an ingested paper (not only the built-in corpus)."""
+        return self.source != "corpus" or any(p.quote for p in self.provenance)
+
+    def supporting(self) -> list[Provenance]:
+        """Provenance entries whose paper proposes or uses the idea (role "supports")."""
+        return [p for p in self.provenance if p.role == "supports"]
 
 
 class Paper(BaseModel):
@@ -112,6 +134,8 @@ class Paper(BaseModel):
     ingested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     idea_ids: list[str] = Field(default_factory=list)
     path: str = ""
+    content_sha256: str = ""  # hash of the text alone (same paper in other bytes)
+    arxiv_id: str | None = None
 
 
 class Chunk(BaseModel):
@@ -120,6 +144,7 @@ class Chunk(BaseModel):
     page: int
     section: str = ""
     text: str
+    appendix: bool = False  # after the reference list
 
     @staticmethod
     def make_id(paper_id: str, page: int, text: str) -> str:

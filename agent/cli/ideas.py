@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -18,13 +19,26 @@ ideas_app = typer.Typer(help="Browse and search the design ideas in the knowledg
                         no_args_is_help=True)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(value: object, limit: int | None = None) -> Text:
+    """Untrusted text (PDF titles, file names, quotes) for the terminal: control characters
+    (escape sequences that recolour or move the cursor) shown as U+FFFD, and wrapped in a
+    ``Text`` so rich never reads ``[/b]`` in it as markup."""
+    text = _CONTROL.sub("\ufffd", str(value))
+    if limit is not None and len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return Text(text)
+
+
 def _store():
     from archlore.knowledge.store import KnowledgeStore, StoreError
 
     try:
         return KnowledgeStore(config.knowledge_dir())
     except StoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err_console.print(Text.assemble(("error: ", "red"), safe(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -37,7 +51,23 @@ def _extractor(llm: str, model: str | None):
     from archlore.knowledge.extract_llm import LLMExtractor
 
     cfg = {"model": model} if model else {}
-    return LLMExtractor(create_model(llm, **cfg))
+    return LLMExtractor(create_model(llm, **cfg), validate_edits=edit_validator())
+
+
+def edit_validator():
+    """A check that LLM-written edits apply to the open space's seed nets (raises if not);
+    None when the search package is unavailable."""
+    try:
+        from archlore.search.spaces.open import OpenSpace, apply_edits
+    except ImportError:
+        return None
+    seeds = OpenSpace().seeds()
+
+    def check(edits) -> None:
+        if not any(apply_edits(seed, edits).key() != seed.key() for seed in seeds):
+            raise ValueError("the edits change no seed net")
+
+    return check
 
 
 def ingest_cmd(
@@ -53,7 +83,8 @@ def ingest_cmd(
     try:
         extractor = _extractor(llm, model)
     except Exception as exc:
-        err_console.print(f"[red]error:[/] cannot set up extractor {llm!r}: {exc}")
+        err_console.print(Text.assemble(("error: ", "red"),
+                                        safe(f"cannot set up extractor {llm!r}: {exc}")))
         raise typer.Exit(2) from exc
     tasks: dict[Path, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
@@ -61,8 +92,9 @@ def ingest_cmd(
 
         def progress(path: Path, fraction: float, stage: str) -> None:
             if path not in tasks:
-                tasks[path] = bar.add_task(path.name[:40], total=1.0, stage=stage)
-            bar.update(tasks[path], completed=fraction, stage=stage)
+                tasks[path] = bar.add_task(_markup_free(path.name[:40]), total=1.0,
+                                           stage=_markup_free(stage))
+            bar.update(tasks[path], completed=fraction, stage=_markup_free(stage))
 
         summary = store.ingest(paths, extractor=extractor, progress=progress)
 
@@ -71,14 +103,15 @@ def ingest_cmd(
         table.add_column(col, overflow="fold")
     for f in summary.files:
         style = {"ingested": "green", "skipped": "yellow", "error": "red"}[f.status]
-        table.add_row(str(f.path), f"[{style}]{f.status}[/]", f.paper_id, str(f.pages),
-                      str(f.chunks), str(f.ideas_new), str(f.ideas_merged), f.error)
-    table.add_row("[b]total[/]", f"{summary.ingested} ok / {summary.skipped} skipped / "
-                  f"{len(summary.errors)} errors", "", str(summary.pages), str(summary.chunks),
-                  str(summary.ideas_new), str(summary.ideas_merged), "")
+        table.add_row(safe(f.path), Text(f.status, style=style), safe(f.paper_id), str(f.pages),
+                      str(f.chunks), str(f.ideas_new), str(f.ideas_merged), safe(f.error))
+    table.add_row(Text("total", style="bold"), f"{summary.ingested} ok / {summary.skipped} "
+                  f"skipped / {len(summary.errors)} errors", "", str(summary.pages),
+                  str(summary.chunks), str(summary.ideas_new), str(summary.ideas_merged), "")
     console.print(table)
     for f in summary.errors:  # one unwrapped line per bad file, whatever the terminal width
-        console.print(Text.assemble(("error: ", "red"), f"{f.path}: {f.error}"), soft_wrap=True)
+        console.print(Text.assemble(("error: ", "red"), safe(f"{f.path}: {f.error}")),
+                      soft_wrap=True)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -104,11 +137,19 @@ def _category(value: str | None):
 
 
 def _first_source(idea) -> str:
-    if not idea.provenance:
+    support = idea.supporting()
+    if not support:
         return ""
-    p = idea.provenance[0]
+    p = support[0]
     page = f" p.{p.page}" if p.page else ""
     return f"{p.paper_id}{page}"
+
+
+def _markup_free(text: str) -> str:
+    """For rich APIs that only take markup strings (progress descriptions)."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub("\ufffd", text))
 
 
 @ideas_app.command("list")
@@ -123,12 +164,12 @@ def list_cmd(
         typer.echo(json.dumps([i.model_dump(mode="json") for i in ideas], indent=1))
         return
     table = Table(title=f"{len(ideas)} ideas")
-    for col in ("id", "category", "name", "source", "applicable", "sources", "first source"):
+    for col in ("id", "category", "name", "source", "applies", "sources", "first source"):
         table.add_column(col, overflow="fold")
     for i in ideas:
-        table.add_row(i.id, i.category.value, i.name, i.source,
-                      "yes" if i.applicable_offline else "no", str(len(i.provenance)),
-                      _first_source(i))
+        table.add_row(safe(i.id), i.category.value, safe(i.name), i.source,
+                      "offline" if i.applicable_offline else "LLM only",
+                      str(len(i.supporting())), safe(_first_source(i)))
     console.print(table)
 
 
@@ -137,7 +178,7 @@ def show_cmd(idea_id: str = typer.Argument(..., help="Idea id (see `archlore ide
     """Show one idea in full, with its provenance."""
     idea = _store().get(idea_id)
     if idea is None:
-        err_console.print(f"[red]error:[/] no idea with id {idea_id!r}")
+        err_console.print(Text.assemble(("error: ", "red"), safe(f"no idea with id {idea_id!r}")))
         raise typer.Exit(1)
     typer.echo(json.dumps(idea.model_dump(mode="json"), indent=2))
 
@@ -147,26 +188,45 @@ def search_cmd(
     query: str = typer.Argument(..., help="Free-text query."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="Number of hits."),
     category: str | None = typer.Option(None, "--category", "-c"),
+    passages: int = typer.Option(3, "--passages", "-p", min=0,
+                                 help="Also show the N paper passages closest to the query."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Semantic search over ideas (MiniLM cosine similarity)."""
-    hits = _store().search(query, k=k, category=_category(category))
+    """Semantic search over ideas and the text of ingested papers (MiniLM cosine)."""
+    store = _store()
+    hits = store.search(query, k=k, category=_category(category))
+    chunk_hits = store.search_chunks(query, k=passages) if passages else []
     if as_json:
-        typer.echo(json.dumps([{
-            "id": h.idea.id, "score": round(h.score, 4), "category": h.idea.category.value,
-            "name": h.idea.name,
-            "provenance": [p.model_dump(mode="json", include={"paper_id", "title", "page"})
-                           for p in h.idea.provenance]} for h in hits], indent=1))
+        typer.echo(json.dumps({
+            "ideas": [{
+                "id": h.idea.id, "score": round(h.score, 4), "category": h.idea.category.value,
+                "name": h.idea.name, "applicable_offline": h.idea.applicable_offline,
+                "provenance": [p.model_dump(mode="json", include={"paper_id", "title", "page",
+                                                                  "quote", "role"})
+                               for p in h.idea.supporting()]} for h in hits],
+            "passages": [{"score": round(c.score, 4), "paper_id": c.chunk.paper_id,
+                          "title": c.title, "page": c.chunk.page, "section": c.chunk.section,
+                          "text": c.chunk.text} for c in chunk_hits]}, indent=1))
         return
-    table = Table(title=f"search: {query}")
-    for col in ("score", "id", "category", "name", "paper", "title", "page"):
+    table = Table(title=Text(f"ideas: {_CONTROL.sub('', query)}"))
+    for col in ("score", "id", "category", "name", "supported by", "passage"):
         table.add_column(col, overflow="fold")
     for h in hits:
-        p = h.idea.provenance[0] if h.idea.provenance else None
-        table.add_row(f"{h.score:.3f}", h.idea.id, h.idea.category.value, h.idea.name,
-                      p.paper_id if p else "", p.title if p else "",
-                      str(p.page) if p and p.page else "")
+        support = h.idea.supporting()
+        p = next((x for x in support if x.quote), support[0] if support else None)
+        where = f"{p.paper_id}" + (f" p.{p.page}" if p and p.page else "") if p else ""
+        table.add_row(f"{h.score:.3f}", safe(h.idea.id), h.idea.category.value,
+                      safe(h.idea.name), safe(where), safe(p.quote if p else "", 160))
     console.print(table)
+    if chunk_hits:
+        ptable = Table(title=Text(f"paper passages: {_CONTROL.sub('', query)}"))
+        for col in ("score", "paper", "title", "page", "section", "passage"):
+            ptable.add_column(col, overflow="fold")
+        for c in chunk_hits:
+            ptable.add_row(f"{c.score:.3f}", safe(c.chunk.paper_id), safe(c.title, 60),
+                           str(c.chunk.page), safe(c.chunk.section, 40),
+                           safe(" ".join(c.chunk.text.split()), 240))
+        console.print(ptable)
 
 
 @ideas_app.command("export")
@@ -186,10 +246,10 @@ def export_cmd(
         try:
             output.write_text(text)
         except OSError as exc:
-            err_console.print(f"[red]error:[/] cannot write {output}: {exc.strerror or exc}",
-                              soft_wrap=True)
+            err_console.print(Text.assemble(("error: ", "red"), safe(
+                f"cannot write {output}: {exc.strerror or exc}")), soft_wrap=True)
             raise typer.Exit(1) from None
-        err_console.print(f"wrote {output}")
+        err_console.print(safe(f"wrote {output}"))
 
 
 def register(app: typer.Typer) -> None:

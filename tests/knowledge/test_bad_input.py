@@ -70,8 +70,7 @@ def test_each_bad_file_reported_batch_continues(make_store, bad_files, paper_pdf
     assert summary.ok and summary.ingested == 1 and len(summary.errors) == len(bad_files)
     # nothing from the bad files reached the store
     assert [p.title for p in store.papers()] == [summary.files[-1].title]
-    metas = store._collection("chunks").get(include=["metadatas"])["metadatas"]
-    assert {m["paper_id"] for m in metas} == {store.papers()[0].id}
+    assert {c.paper_id for c in store.chunks()} == {store.papers()[0].id}
 
 
 def test_only_bad_files_is_not_ok(make_store, bad_files):

@@ -45,13 +45,20 @@ def test_ingest_then_query(run, paper_pdf, tmp_path):
     assert run("ideas", "show", "no-such-idea").exit_code == 1
 
     res = run("ideas", "search", "channel attention that gates feature maps", "--k", "3", "--json")
-    hits = json.loads(res.output)
+    found = json.loads(res.output)
+    hits = found["ideas"]
     assert len(hits) == 3 and hits[0]["id"] == "squeeze-excitation"
-    assert hits[0]["provenance"][0] == {"paper_id": ARXIV, "title": hits[0]["provenance"][0]["title"],
-                                        "page": 2}
+    prov = hits[0]["provenance"][0]
+    assert (prov["paper_id"], prov["page"], prov["role"]) == (ARXIV, 2, "supports")
+    assert "squeeze-and-excitation" in prov["quote"]
     assert hits[0]["score"] >= hits[1]["score"]
+    # the paper text itself is searched too: the passage that says it, with its page
+    found = json.loads(run("ideas", "search", "squeeze-and-excitation blocks after every "
+                           "residual stage", "--json").output)
+    assert any((p["paper_id"], p["page"]) == (ARXIV, 2) and "squeeze-and-excitation" in p["text"]
+               for p in found["passages"])
     table = run("ideas", "search", "smooth activation", "--k", "2")
-    assert table.exit_code == 0 and "gelu" in table.output
+    assert table.exit_code == 0 and "gelu" in table.output and "paper passages" in table.output
 
     out = tmp_path / "export.json"
     assert run("ideas", "export", "--format", "json", "--output", str(out)).exit_code == 0
@@ -95,3 +102,31 @@ def test_damaged_store_file_is_a_clear_error_and_is_kept(run, tmp_path):
     assert res.exit_code == 1
     assert "ideas.json" in res.output and "not valid" in res.output
     assert (store_dir / "ideas.json").read_text() == '{"ideas": ['  # nothing overwritten
+
+
+def test_markup_and_escape_sequences_in_names_and_titles_are_shown_inert(run, tmp_path):
+    from tests.knowledge.paper_pdfs import paper_pages, write_pdf
+
+    evil = tmp_path / "odd [" / "b] [red]name\x1b[31m.pdf"  # the path holds "[/b]"
+    evil.parent.mkdir()
+    pages = paper_pages()
+    pages[0][0] = ("title", "A [/b][bold red]Title\x1b]0;pwned\x07 with [link=x]markup[/link]")
+    write_pdf(evil, pages, meta_title="A [/b][bold red]Title\x1b]0;pwned\x07 [/link]")
+    res = run("ingest", str(evil))
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.output and "\x07" not in res.output
+    assert "[/b]" in res.output  # shown literally, not interpreted
+    for argv in (["ideas", "list"], ["ideas", "search", "channel attention", "--k", "2"]):
+        out = run(*argv)
+        assert out.exit_code == 0 and "\x1b" not in out.output, out.output
+
+
+def test_a_non_empty_directory_that_is_not_a_store_is_refused(run, tmp_path):
+    home = tmp_path / "home"
+    foreign = home / "knowledge"
+    foreign.mkdir(parents=True)
+    (foreign / "passwd").write_text("root:x:0:0")
+    res = run("ideas", "list")
+    assert res.exit_code == 1
+    assert "not an archlore knowledge store" in res.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["passwd"]  # nothing created there

@@ -90,7 +90,7 @@ def test_paper_text_is_quoted_as_data(injected_pdf, make_store):
     assert "IGNORE PREVIOUS" not in system["content"]
     nonce = system["content"].split("<<<PAPER ")[1].split(">>>")[0]
     assert nonce != "0000" and len(nonce) == 16
-    assert system["content"].startswith(SYSTEM_PROMPT.split("{schema}")[0])
+    assert system["content"].startswith(SYSTEM_PROMPT.split("{{")[0])
     # the injection sits inside the nonce-delimited data block, with its fake marker defused
     body = user["content"].split(f"<<<PAPER {nonce}>>>")[1].split(f"<<<END PAPER {nonce}>>>")[0]
     assert "IGNORE PREVIOUS INSTRUCTIONS" in body
@@ -162,3 +162,56 @@ def test_a_page_longer_than_the_window_is_sent_whole_over_several_windows():
     assert any("[page 4]" in s and "at the very end" in s for s in sent)  # not cut off
     joined = "".join(s.split("<<<PAPER")[1] for s in sent)
     assert joined.count("GELU") == 5 and joined.count("Squeeze") == 5
+
+
+def test_small_model_answers_are_coerced_and_bad_ideas_dropped_without_a_retry():
+    # what a 0.5B model wrote: ratios as a list, numbers as effect directions, one idea
+    # without evidence; the valid idea is kept, the other dropped with a reason, one call
+    from archlore.knowledge.chunking import Segment
+    from archlore.knowledge.extract_base import PaperText
+
+    quote = "We use channel shuffle after every group convolution in our unit."
+    paper = PaperText("p", "t", [Segment(3, "3 Method", "Intro. " + quote)])
+    answer = json.dumps({"ideas": [
+        {"name": "Channel Shuffle", "category": "block_type", "relation": "proposed",
+         "description": "Permute channels between group convolutions.", "ratios": ["1/2"],
+         "kernel_sizes": [1, "x"], "effect": {"accuracy": 7.8, "macs": "down"},
+         "evidence": [{"page": 3, "quote": quote}]},
+        {"name": "Pointwise group convolution", "category": "connectivity",
+         "description": "Grouped 1x1 convolutions.", "edits": []}]})
+    client = ScriptedChat([answer])
+    extractor = LLMExtractor(client)
+    (idea,) = extractor.extract(paper)
+    assert len(client.calls) == 1
+    assert idea.id == "channel-shuffle" and idea.ratios == {} and idea.kernel_sizes == [1]
+    assert idea.effect.macs.value == "down" and "accuracy 7.8" in idea.effect.reported
+    assert idea.llm_only and idea.apply_note
+    assert extractor.dropped[0][0] == "Pointwise group convolution"
+    assert "evidence" in extractor.dropped[0][1]
+
+
+def test_a_failed_window_is_skipped_when_another_window_succeeds():
+    from archlore.knowledge.chunking import Segment
+    from archlore.knowledge.extract_base import PaperText
+
+    quote = "We use GELU activations in every block of our network to gain accuracy."
+    paper = PaperText("p", "t", [Segment(1, "", "Intro text. " * 40),
+                                 Segment(2, "", "Method. " + quote)])
+    good = json.dumps({"ideas": [_idea("GELU", "activation", quote, 2)]})
+    client = ScriptedChat(["not json", "still not json", good])
+    extractor = LLMExtractor(client, max_tries=2, window_chars=500)
+    (idea,) = extractor.extract(paper)
+    assert idea.id == "gelu" and len(client.calls) == 3
+    assert [n for n, _ in extractor.failed_windows] == [0]
+
+
+def test_near_verbatim_quotes_snap_to_the_pages_sentence_and_paraphrases_do_not():
+    from archlore.knowledge.extract_llm import snap_quote
+
+    page = ("Intro. We use channel shuffle after every group convolution in our unit, which "
+            "improves accuracy by 1.5%. Other text follows here.")
+    slip = "we use channel shuffle after every group convolution in the unit which improves accuracy"
+    assert snap_quote(slip, page) == ("We use channel shuffle after every group convolution in "
+                                      "our unit, which improves accuracy by 1.5%.")
+    paraphrase = "Channel shuffle is a novel operation that helps information flow across groups."
+    assert snap_quote(paraphrase, page) == ""

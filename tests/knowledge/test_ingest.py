@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from archlore.knowledge.extract_base import normalise_text
 from archlore.knowledge.pdf import read_pdf
@@ -12,6 +10,7 @@ from tests.knowledge.paper_pdfs import (
     ARXIV,
     KNOWN_PAGES,
     REFERENCE_ONLY,
+    SETUP_ONLY,
     TITLE,
     paper_pages,
     write_pdf,
@@ -34,7 +33,7 @@ def test_offline_extraction_finds_known_ideas_on_known_pages(make_store, paper_p
         assert (prov.paper_id, prov.title, prov.page) == (ARXIV, TITLE, page)
         # verbatim: the quote is in that page's text (modulo PDF line breaks)
         assert prov.quote in normalise_text(pages[page - 1])
-    for idea_id in REFERENCE_ONLY:  # named only in the references section
+    for idea_id in REFERENCE_ONLY + SETUP_ONLY:  # only in the references / training setup
         assert store.get(idea_id) is None
     se = store.get("squeeze-excitation")
     assert "+1.2%" in se.effect.reported
@@ -45,29 +44,40 @@ def test_offline_extraction_finds_known_ideas_on_known_pages(make_store, paper_p
     assert paper.id == ARXIV and paper.title == TITLE and paper.year == 2023
     assert set(paper.idea_ids) >= set(KNOWN_PAGES)
     # every chunk keeps its page; none comes from the references page
-    chunk_pages = {m["page"] for m in store._collection("chunks").get(include=["metadatas"])
-                   ["metadatas"]}
-    assert chunk_pages == {1, 2, 3, 4}
+    assert {c.page for c in store.chunks()} == {1, 2, 3, 4}
+
+
+def _snapshot(store):
+    return ([i.model_dump(mode="json") for i in store.ideas()],
+            [p.model_dump(mode="json") for p in store.papers()], store.chunk_count())
 
 
 def test_same_file_twice_changes_nothing(make_store, paper_pdf, tmp_path):
     store = make_store()
     store.ingest([paper_pdf])
-    ideas_before = (store.path / "ideas.json").read_bytes()
-    papers_before = (store.path / "papers.json").read_bytes()
-    chunks_before = store.chunk_count()
+    before = _snapshot(store)
 
     copy = tmp_path / "renamed_copy.pdf"  # same bytes under another name: same sha256
     copy.write_bytes(paper_pdf.read_bytes())
-    summary = store.ingest([paper_pdf, copy])
-    assert [f.status for f in summary.files] == ["skipped", "skipped"]
+    # same text in other bytes (re-saved with new metadata): same paper, by content hash
+    resaved = write_pdf(tmp_path / "resaved.pdf", paper_pages(), meta_title="Other metadata")
+    summary = store.ingest([paper_pdf, copy, resaved])
+    assert [f.status for f in summary.files] == ["skipped", "skipped", "skipped"]
+    assert "same text" in summary.files[2].error or "arXiv" in summary.files[2].error
     assert summary.ok
-    assert (store.path / "ideas.json").read_bytes() == ideas_before
-    assert (store.path / "papers.json").read_bytes() == papers_before
-    assert store.chunk_count() == chunks_before
+    assert _snapshot(store) == before
 
     reopened = make_store()  # same directory, fresh process state
     assert len(reopened.papers()) == 1 and len(reopened) == len(store)
+
+
+def test_owner_password_copy_is_the_same_paper(make_store, paper_pdf, tmp_path):
+    # an owner-password (empty user password) copy has other bytes but the same text
+    locked = write_pdf(tmp_path / "locked.pdf", paper_pages(), user_password="")
+    store = make_store()
+    first, second = store.ingest([paper_pdf, locked]).files
+    assert first.status == "ingested" and second.status == "skipped", second
+    assert len(store.papers()) == 1
 
 
 def test_near_duplicate_ideas_merge_keeping_every_provenance(make_store, paper_pdf, tmp_path):
@@ -99,9 +109,7 @@ def test_near_duplicate_ideas_merge_keeping_every_provenance(make_store, paper_p
     assert store.get("se-gating") is None
     assert len(store.get("squeeze-excitation").provenance) == 3
     # persisted
-    raw = json.loads((store.path / "ideas.json").read_text())
-    se_raw = next(i for i in raw["ideas"] if i["id"] == "squeeze-excitation")
-    assert len(se_raw["provenance"]) == 3
+    assert len(make_store().get("squeeze-excitation").provenance) == 3
 
 
 def test_chunks_for_returns_supporting_text_with_pages(make_store, paper_pdf):
@@ -138,18 +146,20 @@ def test_ingested_ideas_merge_into_the_builtin_corpus(make_store, paper_pdf):
     assert len(store) == n_corpus + res.ideas_new
 
 
-def test_write_failure_mid_commit_leaves_nothing_behind(make_store, paper_pdf, tmp_path):
-    # a real OS error while saving ideas.json (its temp path is a directory), after chromadb
-    # already took the chunks: neither memory nor disk may keep anything of that file
+def test_write_failure_mid_commit_leaves_nothing_behind(make_store, paper_pdf, tmp_path,
+                                                        monkeypatch):
+    # a real OS error while writing the paper record, after its chunks and ideas were written
+    # in the same transaction: neither memory nor disk may keep anything of that file
     store = make_store()
-    blocker = store.path / "ideas.json.tmp"
-    blocker.mkdir()
+
+    def fail(paper):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_put_paper", fail)
     (res,) = store.ingest([paper_pdf]).files
-    assert res.status == "error" and "IsADirectoryError" in res.error
-    assert store.papers() == [] and len(store) == 0
-    assert store._collection("chunks").count() == 0
-    assert store._collection("ideas").count() == 0
-    blocker.rmdir()
+    assert res.status == "error" and "No space left" in res.error
+    assert store.papers() == [] and len(store) == 0 and store.chunk_count() == 0
+    monkeypatch.undo()
 
     other = write_pdf(tmp_path / "second.pdf", [[
         ("title", "Another Paper on Gating"),
@@ -160,8 +170,6 @@ def test_write_failure_mid_commit_leaves_nothing_behind(make_store, paper_pdf, t
     assert res2.status == "ingested"
     for reopened in (store, make_store()):
         cited = {p.paper_id for i in reopened.ideas() for p in i.provenance}
-        assert cited == {res2.paper_id}  # nothing from the failed file reached ideas.json
-    metas = store._collection("chunks").get(include=["metadatas"])["metadatas"]
-    assert {m["paper_id"] for m in metas} == {res2.paper_id}
-    assert store._collection("ideas").count() == len(store)
+        assert cited == {res2.paper_id}  # nothing from the failed file was kept
+        assert {c.paper_id for c in reopened.chunks()} == {res2.paper_id}
     assert store.ingest([paper_pdf]).files[0].status == "ingested"  # not recorded as seen
