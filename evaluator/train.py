@@ -98,9 +98,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
     log_every = max(1, total // 50)
     curve: list[float] = []
     running = torch.zeros((), device=device)
-    deadline = time.perf_counter() + (budget.max_seconds or math.inf)
     model.train()
     start = time.perf_counter()
+    # the deadline counts from the start the result reports (it was taken before, so under
+    # load a stopped run could report less than its budget)
+    deadline = start + (budget.max_seconds or math.inf)
     step = 0
     while step < total:
         if step % steps_per_epoch == 0:
