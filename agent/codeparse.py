@@ -333,3 +333,154 @@ def strip_fences(text: str) -> str:
     """The first fenced block's body, or the text itself when unfenced."""
     m = FENCE_RE.search(text)
     return m.group(2) if m else text
+
+
+# ---------------------------------------------------------------- weak answers
+
+
+def normalized(code: str) -> str | None:
+    """The code's behaviour-relevant form: its AST with comments, docstrings and layout
+    dropped (so a child that only rewrote comments, e.g. the ``# archlore-spec:`` header, or
+    re-indented compares equal to its parent). None when the code does not parse."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _net_closure(code: str) -> str:
+    """``code`` cut down to Net and what it uses (unused helpers do not change behaviour)."""
+    try:
+        return prune_to_net(ast.parse(code), "Net", None)
+    except (SyntaxError, CodeParseError):
+        return code
+
+
+def same_behaviour(child: str, parent: str) -> bool:
+    """True when ``child`` is ``parent`` up to comments, docstrings, formatting and unused
+    helpers (a parent echo: a no-op, never a new candidate)."""
+    a, b = normalized(_net_closure(child)), normalized(_net_closure(parent))
+    return a is not None and a == b
+
+
+def compact_code(code: str) -> str:
+    """The same network in fewer tokens, for prompts: docstrings, comments and definitions
+    Net does not use are dropped (``ast.unparse`` layout). Unparseable code comes back as is."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    try:
+        return prune_to_net(tree, "Net", None)
+    except CodeParseError:
+        return ast.unparse(tree) + "\n"
+
+
+_BUILTINS = set(dir(__import__("builtins")))
+
+
+def _module_bindings(tree: ast.Module) -> dict[str, ast.stmt]:
+    """Name -> the module-level statement that binds it (imports, defs, assignments)."""
+    out: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                name = (alias.asname or alias.name).split(".")[0]
+                out.setdefault(name, node)
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for name in _bound_names(node):
+                out.setdefault(name, node)
+    return out
+
+
+def _free_names(tree: ast.Module) -> set[str]:
+    """Names read somewhere in the module that nothing in it binds (nor a builtin)."""
+    bound = set(_module_bindings(tree))
+    local: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            local.add(node.id)
+        elif isinstance(node, ast.arg):
+            local.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            local.add(node.name)
+        elif isinstance(node, ast.alias):
+            local.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            local.add(node.name)
+    reads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return reads - bound - local - _BUILTINS
+
+
+def merge_parent_context(child: str, parent: str) -> tuple[str, list[str]]:
+    """Add back what ``child`` uses but lost and ``parent`` defines at module level: imports,
+    helper classes and functions, constants (transitively: a restored helper's own needs
+    too). Small models often answer with ``class Net`` alone. Returns (code, names added);
+    the code is unchanged when nothing is missing or either side does not parse."""
+    try:
+        ctree, ptree = ast.parse(child), ast.parse(parent)
+    except SyntaxError:
+        return child, []
+    pbind = _module_bindings(ptree)
+    missing = sorted(n for n in _free_names(ctree) if n in pbind)
+    if not missing:
+        return child, []
+    plines = parent.splitlines()
+    chosen: list[ast.stmt] = []
+    added: list[str] = []
+    todo = list(missing)
+    have = set(_module_bindings(ctree))
+    while todo:
+        name = todo.pop(0)
+        if name in have or name not in pbind:
+            continue
+        stmt = pbind[name]
+        have.add(name)
+        added.append(name)
+        if stmt in chosen:
+            continue
+        chosen.append(stmt)
+        sub = ast.Module(body=[stmt], type_ignores=[])
+        todo.extend(n for n in sorted(_free_names(sub)) if n not in have)
+    chosen.sort(key=lambda s: s.lineno)  # the parent's order: helpers before their users
+
+    def text(node: ast.stmt) -> str:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        return "\n".join(plines[start - 1:node.end_lineno])
+
+    imports = [text(s) for s in chosen if isinstance(s, (ast.Import, ast.ImportFrom))]
+    others = [text(s) for s in chosen if not isinstance(s, (ast.Import, ast.ImportFrom))]
+    clines = child.splitlines()
+    # after the child's own imports (and a leading comment block), before its first definition
+    cut = 0
+    for node in ctree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            cut = node.end_lineno
+        else:
+            break
+    head = clines[:cut]
+    tail = clines[cut:]
+    pieces = head + imports
+    if others:
+        pieces += ["", ""] + "\n\n\n".join(others).splitlines() + [""]
+    merged = "\n".join(pieces + tail).strip("\n") + "\n"
+    try:
+        ast.parse(merged)
+    except SyntaxError:
+        return child, []
+    return merged, added

@@ -71,6 +71,9 @@ _PARAMS_RE = re.compile(
     _NUMBER + r"\s*(k|thousand|m|million)?[\s-]*(?:params?|parameters?|weights)\b", re.I)
 
 
+GOAL_MAX_TOKENS = 256  # the JSON goal is ~60 tokens; a cap stops runaway answers
+
+
 class GoalParseError(ValueError):
     """The request cannot be turned into a goal (e.g. an unsupported dataset)."""
 
@@ -84,7 +87,9 @@ class Goal(BaseModel):
     required_categories: list[Category] = Field(default_factory=list)
     excluded_categories: list[Category] = Field(default_factory=list)
     text: str = ""
-    source: str = "rules"  # "rules", "llm", or "rules (llm answer invalid: ...)"
+    source: str = "rules"  # "rules", "llm", "llm+rules", or "rules (llm answer invalid: ...)"
+    # where the LLM's parse disagreed with the request and how it was resolved (for display)
+    notes: list[str] = Field(default_factory=list)
 
     @field_validator("dataset")
     @classmethod
@@ -214,7 +219,8 @@ def _parse_goal_llm(text: str, model) -> Goal:
     response_format: dict | None = _goal_schema()
     for _attempt in range(2):
         try:
-            answer = model.chat(messages, temperature=0.0, response_format=response_format).text
+            answer = model.chat(messages, temperature=0.0, max_tokens=GOAL_MAX_TOKENS,
+                                response_format=response_format).text
         except BudgetExceeded:
             raise
         except LLMError as e:
@@ -222,12 +228,17 @@ def _parse_goal_llm(text: str, model) -> Goal:
                 raise
             # some servers reject json_schema; the system prompt alone asks for JSON
             response_format = None
-            answer = model.chat(messages, temperature=0.0).text
+            answer = model.chat(messages, temperature=0.0, max_tokens=GOAL_MAX_TOKENS).text
         try:
             data = json.loads(_json_object(answer))
             data["text"] = text.strip()
             data.pop("source", None)
-            return Goal.model_validate(data).model_copy(update={"source": "llm"})
+            data.pop("notes", None)
+            for cap in ("max_mmacs", "max_params"):  # small models write 0 / "" for "no cap"
+                if data.get(cap) in (0, 0.0, "", "null", "none"):
+                    data[cap] = None
+            llm_goal = Goal.model_validate(data).model_copy(update={"source": "llm"})
+            return check_goal(llm_goal, text)
         except (json.JSONDecodeError, ValidationError, ValueError, TypeError) as e:
             error = " ".join(str(e).split())[:300]
             messages = messages + [
@@ -236,6 +247,122 @@ def _parse_goal_llm(text: str, model) -> Goal:
                                             "Answer with the corrected JSON object only."}]
     goal = parse_goal_rules(text)
     return goal.model_copy(update={"source": f"rules (llm answer invalid: {error})"})
+
+
+_ANY_NUMBER = re.compile(r"(\d+(?:[.,]\d+)?)\s*(k|m|g|b)?", re.I)
+
+
+_WORD_NUMBERS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+_WORD_NUMBERS.update({w: 10 * i for i, w in enumerate(
+    "twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
+_WORD_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+
+
+def _spelled_numbers(text: str) -> list[float]:
+    """Numbers written in words ("fifty", "two hundred thousand")."""
+    out, current, total, seen = [], 0, 0, False
+    for word in re.findall(r"[a-z]+", text.lower()) + [""]:
+        if word in _WORD_NUMBERS:
+            current += _WORD_NUMBERS[word]
+            seen = True
+        elif word in _WORD_SCALES and seen:
+            if _WORD_SCALES[word] == 100:
+                current *= 100
+            else:
+                total += current * _WORD_SCALES[word]
+                current = 0
+        elif word == "and" and seen:
+            continue
+        else:
+            if seen:
+                out.append(float(total + current))
+            current, total, seen = 0, 0, False
+    return out
+
+
+def _number_in_text(value: float, text: str) -> bool:
+    """Does ``value`` appear in ``text`` as a number, in any unit scale (0.2 MFLOPs may come
+    back as 200000 MACs or 0.2 MMACs; "100k" as 100000; "fifty megaflops" as 50)?"""
+    found: list[tuple[float, float]] = [(n, 1.0) for n in _spelled_numbers(text)]
+    for m in _ANY_NUMBER.finditer(text.replace(",", "")):
+        try:
+            n = float(m.group(1))
+        except ValueError:
+            continue
+        found.append((n, {"k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}.get(
+            (m.group(2) or "").lower(), 1.0)))
+    for n, unit in found:
+        for scale in (1.0, 1e-9, 1e-6, 1e-3, 1e3, 1e6, 1e9):
+            for base in (n, n * unit):
+                if base and abs(base * scale - value) <= 1e-6 * max(abs(value), 1.0):
+                    return True
+    return False
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 0.01 * max(abs(a), abs(b))
+
+
+def check_goal(llm_goal: Goal, text: str) -> Goal:
+    """Check an LLM-parsed goal against the request: the rule parse and the text itself.
+
+    Small models echo their prompt's examples (``cifar10``, 50 MMACs, 100k params) for a
+    request that says none of them. Rules: a dataset or number the rules parser found wins
+    over a different LLM value; an LLM dataset or number that the text does not contain is
+    dropped; an LLM category is kept only when the request mentions it (its name or one of the
+    rules' words for it) and the rules do not put it on the other side; the rules'
+    categories are always kept. Every disagreement is listed in ``Goal.notes``; ``source`` becomes
+    ``"llm+rules"`` when any was resolved. The lead's ``ask`` calls this through
+    ``parse_goal(text, model=...)``, nothing else to wire."""
+    try:
+        rules = parse_goal_rules(text)
+    except GoalParseError:
+        rules = Goal(text=text.strip())
+    notes: list[str] = []
+    low = text.lower()
+    update: dict = {}
+    g = llm_goal
+    if rules.dataset is not None and g.dataset != rules.dataset:
+        notes.append(f"dataset: LLM said {g.dataset!r}, the request says {rules.dataset!r}; "
+                     f"using {rules.dataset!r}")
+        update["dataset"] = rules.dataset
+    elif rules.dataset is None and g.dataset is not None \
+            and g.dataset.replace("-", "") not in low.replace("-", "").replace(" ", ""):
+        notes.append(f"dataset: LLM said {g.dataset!r}, which the request does not name; "
+                     f"dropped")
+        update["dataset"] = None
+    for name, unit in (("max_mmacs", "MMACs"), ("max_params", "params")):
+        got, want = getattr(g, name), getattr(rules, name)
+        if want is not None and (got is None or not _close(float(got), float(want))):
+            notes.append(f"{name}: LLM said {got}, the request says {want:g} {unit}; "
+                         f"using {want:g}")
+            update[name] = want
+        elif want is None and got is not None and not _number_in_text(float(got), text):
+            notes.append(f"{name}: LLM said {got:g}, a number the request does not contain; "
+                         f"dropped")
+            update[name] = None
+    def named(c: Category) -> bool:  # the request itself mentions the category
+        return c.value.replace("_", " ") in low or any(w in low for w in
+                                                       _CATEGORY_WORDS.get(c, ()))
+
+    req = [c for c in g.required_categories if c not in rules.excluded_categories and named(c)]
+    req += [c for c in rules.required_categories if c not in req]
+    exc = [c for c in g.excluded_categories if c not in rules.required_categories and named(c)]
+    exc += [c for c in rules.excluded_categories if c not in exc]
+    if set(req) != set(g.required_categories):
+        notes.append("required categories: LLM " + (", ".join(c.value for c in
+                     g.required_categories) or "none") + "; using " +
+                     (", ".join(c.value for c in req) or "none"))
+    if set(exc) != set(g.excluded_categories):
+        notes.append("excluded categories: LLM " + (", ".join(c.value for c in
+                     g.excluded_categories) or "none") + "; using " +
+                     (", ".join(c.value for c in exc) or "none"))
+    update.update(required_categories=req, excluded_categories=exc)
+    if notes:
+        update.update(source="llm+rules", notes=notes)
+    return Goal.model_validate(g.model_dump() | update)
 
 
 def _json_object(answer: str) -> str:

@@ -81,6 +81,13 @@ class OfflineMutator:
 
     # ------------------------------------------------------------------------------------------
     def mutate(self, request: MutationRequest) -> MutationResult:
+        if request.operator == "swnas":  # SWNAS's LLM step, answered by the rule-based advisor
+            if request.signals is None:
+                return MutationResult(status="error", error="swnas request without signals")
+            from archlore.search.swnas.advisor import advise
+
+            edits = advise(request.signals)
+            return MutationResult(space_edits=edits, notes=f"rules advisor: {len(edits)} edits")
         if request.space == "nb201":
             try:
                 from archlore.agent.offline_nb201 import mutate_cell

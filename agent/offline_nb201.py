@@ -1,22 +1,19 @@
-"""Offline (no LLM) mutation of NAS-Bench-201 cells, guided by design knowledge.
+"""Offline (no LLM) mutation of NAS-Bench-201 cells.
 
 An idea acts on a cell through its ``cell_ops`` (``knowledge.schema.CellOp``): what to change
-is the idea's; WHERE to apply it in the cell is chosen by a knowledge prior over cells that
-encodes general design knowledge (the same for every dataset, never read from the benchmark):
+is the idea's. WHERE to apply it is not this mutator's knowledge: it carries no weights over
+operations or placements (an earlier version had a hand-written placement prior -- conv3x3
+1.0 > conv1x1 0.6 > skip 0.25 > none 0 > avg_pool -0.25, +1 for a skip on edge 3<-0, a depth
+bonus -- that encoded the benchmark's optimum; it is gone). The only structural rule is that a
+cell should keep a path from input to output: among the places an op can go, disconnected
+cells are avoided (``structure_score``), the rest are equally likely. A strategy that has a
+prior over operations (``search.prior``: computed from the knowledge store's ideas and
+updated by in-run evidence) screens several answers of this mutator and picks among them;
+this mutator stays the same for every task.
 
-- convolutions carry the capacity: ReLU-conv3x3-BN > ReLU-conv1x1-BN > parameter-free ops;
-- an identity shortcut from the cell input to its output eases optimisation (ResNet): a skip
-  connection on edge 3<-0 is worth more than anywhere else;
-- average pooling blurs and ``none`` cuts a path: both lose information; ops on edges that
-  cannot reach the output are wasted compute;
-- depth (convolutions in sequence, 0->1->2->3) adds non-linearity;
-- a cell must keep a path from input to output.
-
-Edits are sampled with probability ``softmax(prior(child) / T)`` over the places an op can
-go (T = request.temperature, default 0.3), so higher temperatures explore more. Every random
-choice comes from ``np.random.default_rng(request.seed)``: one request, one answer.
-The result carries the canonical arch string and no code (table-backed space: dedupe and
-novelty use the arch string; ``search.spaces.nb201.NB201Space.render`` gives the code).
+Every random choice comes from ``np.random.default_rng(request.seed)``: one request, one
+answer. The result carries the canonical arch string and no code (table-backed space: dedupe
+and novelty use the arch string; ``search.spaces.nb201.NB201Space.render`` gives the code).
 """
 
 from __future__ import annotations
@@ -43,12 +40,7 @@ from archlore.search.spaces.nb201 import (
     parse_arch,
 )
 
-CAPACITY = {"nor_conv_3x3": 1.0, "nor_conv_1x1": 0.6, "skip_connect": 0.25,
-            "avg_pool_3x3": -0.25, "none": 0.0}
-RESIDUAL_EDGE = EDGES.index((3, 0))
-RESIDUAL_BONUS = 1.0
-DEPTH_BONUS = 0.2
-DISCONNECTED = -5.0
+DISCONNECTED = -5.0  # a cell with no input->output path (structure, not a table value)
 DEFAULT_TEMPERATURE = 0.3
 DUPLICATE_HEAT = 1.0  # temperature x (1 + this x near-duplicates in the parents' feedback)
 WANDER_AFTER = 3  # from this many near-duplicates on, also take 0..(dups - this + 1) extra steps
@@ -72,23 +64,14 @@ SHRINK_OPS = ("delete_layer", "add_skip", "add_conv1x1", "remove_pool")
 
 
 @lru_cache(maxsize=NUM_ARCHS)
-def prior_score(cell: Cell) -> float:
-    """Design-knowledge value of a cell (higher = more promising). Structure only."""
-    live = live_edges(cell)
-    if not any(live):
-        return DISCONNECTED
-    score = sum(CAPACITY[op] for op, ok in zip(cell, live, strict=True) if ok)
-    if cell[RESIDUAL_EDGE] == "skip_connect":
-        score += RESIDUAL_BONUS
-    depth = {0: 0}
-    for (i, j), op, ok in zip(EDGES, cell, live, strict=True):
-        if ok and j in depth:
-            depth[i] = max(depth.get(i, 0), depth[j] + op.startswith("nor_conv"))
-    return score + DEPTH_BONUS * max(depth.get(3, 0) - 1, 0)
+def structure_score(cell: Cell) -> float:
+    """0 for a cell with an input->output path, ``DISCONNECTED`` otherwise. Structure only:
+    no operation or placement is preferred over another."""
+    return 0.0 if any(live_edges(cell)) else DISCONNECTED
 
 
 def _softmax_pick(rng: np.random.Generator, options: list[Cell], temperature: float) -> Cell:
-    scores = np.array([prior_score(c) for c in options])
+    scores = np.array([structure_score(c) for c in options])
     t = max(temperature, 1e-3)
     w = np.exp((scores - scores.max()) / t)
     return options[int(rng.choice(len(options), p=w / w.sum()))]
@@ -96,7 +79,8 @@ def _softmax_pick(rng: np.random.Generator, options: list[Cell], temperature: fl
 
 def apply_cell_op(cell: Cell, op: str, rng: np.random.Generator, temperature: float,
                   allowed: Fits | None = None) -> tuple[Cell, str] | None:
-    """Apply one cell op at a prior-weighted place; None if it applies nowhere."""
+    """Apply one cell op at a random place (disconnected results avoided); None if it
+    applies nowhere."""
     if op not in _TARGET:
         raise ValueError(f"unknown cell op {op!r} (known: {', '.join(_TARGET)})")
     sources, target = _TARGET[op]
@@ -164,7 +148,7 @@ def _parent_cell(request: MutationRequest, k: int = 0) -> Cell:
 
 
 def _init_cell(rng: np.random.Generator, temperature: float) -> Cell:
-    """A cell drawn from the prior: 64 uniform cells, one kept by softmax(prior / T)."""
+    """A random cell that keeps an input->output path (64 uniform draws, one kept)."""
     pool = [tuple(OPS[i] for i in rng.integers(0, len(OPS), NUM_EDGES)) for _ in range(64)]
     return _softmax_pick(rng, pool, temperature)
 
@@ -172,11 +156,11 @@ def _init_cell(rng: np.random.Generator, temperature: float) -> Cell:
 def mutate_cell(request: MutationRequest) -> MutationResult:
     """Apply ``request`` (operator, idea's cell_ops, typed goal) to the parent cell(s).
 
-    Operators: ``init``/``random`` (prior-guided / uniform new cell), ``idea``/``mutate`` (the
+    Operators: ``init``/``random`` (connected / uniform new cell), ``idea``/``mutate`` (the
     idea's cell_ops in order; without an idea, the goal's direction), ``pareto``
-    (grow or shrink as the goal says), ``refine`` (the best
-    single-edge change by the prior, sampled), ``crossover`` (per-edge choice between two
-    parents, prior-weighted), ``repair`` (a valid cell nearest to the broken one).
+    (grow or shrink as the goal says), ``refine`` (a random
+    single-edge change), ``crossover`` (per-edge choice between two
+    parents), ``repair`` (a valid cell nearest to the broken one).
     """
     rng = np.random.default_rng(request.seed)
     temp = DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
@@ -191,7 +175,7 @@ def mutate_cell(request: MutationRequest) -> MutationResult:
         if op == "random":
             child, notes = tuple(OPS[i] for i in rng.integers(0, len(OPS), NUM_EDGES)), "random cell"
         elif op == "init":
-            child, notes = _init_cell(rng, temp), "cell drawn from the design-knowledge prior"
+            child, notes = _init_cell(rng, temp), "random connected cell"
         elif op == "crossover":
             child, notes = _crossover(request, rng, temp)
         elif op == "repair":
@@ -220,7 +204,7 @@ def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
     if not ops:
         pool = SHRINK_OPS if direction == "shrink" else GROW_OPS
         if request.operator == "refine" or direction is None and request.operator != "idea":
-            # refine / plain mutate: the prior's pick among all one-edge changes
+            # refine / plain mutate: one of all one-edge changes
             options = [c for c in neighbours(parent) if allowed is None or allowed(c)]
             if not options:
                 raise ValueError("no one-edge change of the parent fits the MACs cap")
@@ -243,13 +227,13 @@ def _edit(request: MutationRequest, rng: np.random.Generator, temp: float,
         if not options:
             raise ValueError("the idea's cell ops do not apply to the parent within the MACs cap")
         cell = _softmax_pick(rng, options, temp)
-        notes.append("no net change; took the prior's best one-edge change instead")
+        notes.append("no net change; took a random one-edge change instead")
     return cell, "; ".join(notes)
 
 
 def _wander(cell: Cell, steps: int, rng: np.random.Generator, temp: float,
             allowed: Fits | None) -> tuple[Cell, str]:
-    """``steps`` further prior-guided one-edge changes (never back to a visited cell)."""
+    """``steps`` further random one-edge changes (never back to a visited cell)."""
     visited, notes = {cell}, []
     for _ in range(steps):
         options = [c for c in neighbours(cell)
@@ -284,7 +268,7 @@ def _repair(request: MutationRequest, rng: np.random.Generator, temp: float) -> 
     cell = list(_init_cell(rng, temp))
     for k, op in enumerate(found[:NUM_EDGES]):
         cell[k] = op
-    return tuple(cell), f"repair: kept {len(found[:NUM_EDGES])} ops, filled the rest from the prior"
+    return tuple(cell), f"repair: kept {len(found[:NUM_EDGES])} ops, filled the rest at random"
 
 
 class NB201OfflineMutator:

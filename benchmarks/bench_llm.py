@@ -1,13 +1,17 @@
-"""LLM mutation harness: valid rate of delta (SEARCH/REPLACE) vs full-code answers.
+"""LLM mutation harness: changed-and-valid rate of delta, full and structured answers.
 
     python benchmarks/bench_llm.py --base-url http://127.0.0.1:8080/v1 --model qwen2.5-coder
     python benchmarks/bench_llm.py              # no endpoint: a local SCRIPTED server
 
 A fixed set of (parent, idea) pairs -- the open space's seed networks x one idea from each of
 several categories of the built-in corpus -- is sent to the model once in ``delta`` mode and
-once in ``full`` mode. A child is *valid* when it passes the evaluator's static policy and an
-in-process build + shape check on the digits shape (N, 1, 8, 8) -> (N, 10). Reported per mode:
-valid rate, LLM calls, tokens, tokens per valid candidate, seconds per pair.
+once in ``full`` mode and once in ``structured`` mode (JSON edits of the seed's ArchSpec). A child
+counts as *changed and valid* when it passes the evaluator's static policy and an in-process
+build + shape check on the digits shape (N, 1, 8, 8) -> (N, 10) AND is not the parent copied
+(same code after dropping comments, docstrings and formatting; the mutator's ``no_op`` status
+is counted separately). Reported per mode: changed-and-valid rate, no-ops, echoes, invalid,
+LLM calls, prompt and completion tokens, median seconds per mutation, seconds per valid child,
+the machine's load average; and the estimated prompt size with and without a prompt budget.
 
 By default no retries (the raw first answer is scored); ``--retries`` enables the mutator's
 in-call edit retry and one repair turn. Generated code is executed in this process for the shape
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from archlore.agent.codeparse import same_behaviour  # noqa: E402
 from archlore.agent.llm.local_server import ScriptedServer  # noqa: E402
 from archlore.agent.llm.openai_backend import OpenAIModel  # noqa: E402
 from archlore.agent.llm_mutator import LLMMutator  # noqa: E402
@@ -74,10 +81,14 @@ def scripted_responder(body: dict) -> str:
     """A fixed, plausible edit of the parent (its activation -> SiLU); the answers for the
     last idea of IDEA_IDS (1 pair in 4) are deliberately broken."""
     system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    broken = f"({BROKEN_CATEGORY})" in user
+    if "response_format" in body or '"edits"' in system:
+        path = "actt" if broken else "act"
+        return json.dumps({"edits": [{"op": "set", "path": path, "value": "silu"}],
+                           "rationale": "SiLU"})
     delta = "<<<<<<< SEARCH" in system
     m = re.search(r"```python\n(.*?)```", user, re.S)
     parent = m.group(1) if m else ""
-    broken = f"({BROKEN_CATEGORY})" in user
     act = re.search(r"def make_act\(\) -> nn.Module:\n(    return .*)\n", parent)
     target = act.group(1) if act else "    return nn.ReLU(inplace=True)"
     if delta:
@@ -90,33 +101,83 @@ def scripted_responder(body: dict) -> str:
     return "Here is the network:\n```python\n" + child + ("" if broken else "```\n")
 
 
+def classify(result, parent_code: str) -> tuple[str, str]:
+    """("changed_valid" | "no_op" | "echo" | "invalid", why). An echo (the parent copied,
+    comments or the spec header aside) is never counted valid, whatever the mutator said."""
+    if result.status == "no_op":
+        return "no_op", result.error or "no-op"
+    ok, why = is_valid(result.code)
+    if not ok:
+        return "invalid", result.error or why
+    if same_behaviour(result.code, parent_code):
+        return "echo", "the parent unchanged"
+    return "changed_valid", ""
+
+
 def run_mode(base_url: str, model_id: str, api_key: str, mode: str, retries: bool,
-             work: list, timeout: float) -> dict:
+             work: list, timeout: float, context_tokens: int | None = None,
+             temperature: float = 0.0) -> dict:
     model = OpenAIModel(base_url=base_url, model=model_id, api_key=api_key, timeout_s=timeout,
                         max_retries=2, backoff_initial_s=0.5)
-    mutator = LLMMutator(model, mode=mode, edit_retry=retries,
-                         max_repair_turns=1 if retries else 0, temperature=0.0)
-    valid, answered_as, reasons = 0, {"delta": 0, "full": 0}, []
+    mutator = LLMMutator(model, mode=mode, edit_retry=retries, noop_retry=retries,
+                         max_repair_turns=1 if retries else 0, temperature=temperature,
+                         context_tokens=context_tokens)
+    counts = {"changed_valid": 0, "no_op": 0, "echo": 0, "invalid": 0}
+    answered_as: dict[str, int] = {}
+    reasons, seconds, prompt_est = [], [], []
     start = time.perf_counter()
     for k, (pname, code, idea) in enumerate(work):
-        req = MutationRequest(operator="idea", parents=[ParentInfo(code=code)], idea=idea,
-                              constraints=DIGITS, seed=k)
+        spec = OpenSpace().seeds(DIGITS)[[s.name for s in OpenSpace().seeds(DIGITS)].index(pname)]
+        req = MutationRequest(operator="idea", parents=[ParentInfo(code=code, arch=spec.to_json())],
+                              idea=idea, constraints=DIGITS, seed=k)
+        t0 = time.perf_counter()
         result = mutator.mutate(req)
-        ok, why = is_valid(result.code)
-        valid += ok
+        seconds.append(time.perf_counter() - t0)
+        prompt_est.append(result.prompt_tokens_est)
+        kind, why = classify(result, code)
+        counts[kind] += 1
         if result.code:
             answered_as[result.mode] = answered_as.get(result.mode, 0) + 1
-        if not ok:
-            reasons.append(f"{pname} + {idea.id}: {result.error or why}"[:160])
-    seconds = time.perf_counter() - start
+        if kind != "changed_valid":
+            reasons.append(f"{pname} + {idea.id}: {kind}: {why}"[:200])
+        print(f"  [{mode}] {k + 1}/{len(work)} {pname} + {idea.id}: {kind} "
+              f"({seconds[-1]:.1f}s, prompt ~{result.prompt_tokens_est} tok, "
+              f"{result.usage.completion_tokens} completion tok)", flush=True)
+    total = time.perf_counter() - start
     u = model.usage
-    tokens = u.prompt_tokens + u.completion_tokens
-    return {"mode": mode, "pairs": len(work), "valid": valid, "valid_rate": valid / len(work),
+    valid = counts["changed_valid"]
+    return {"mode": mode, "pairs": len(work), **counts,
+            "changed_valid_rate": valid / len(work) if work else 0.0,
             "calls": u.calls, "prompt_tokens": u.prompt_tokens,
             "completion_tokens": u.completion_tokens,
-            "tokens_per_valid": tokens / valid if valid else None,
-            "seconds_per_pair": seconds / len(work), "answered_as": answered_as,
-            "failures": reasons}
+            "prompt_tokens_est_mean": statistics.mean(prompt_est) if prompt_est else 0,
+            "seconds_total": total, "seconds_median": statistics.median(seconds) if seconds else 0,
+            "seconds_per_valid": total / valid if valid else None,
+            "answered_as": answered_as, "failures": reasons}
+
+
+def prompt_sizes(work: list, modes: list[str], context_tokens: int | None) -> list[dict]:
+    """Estimated prompt tokens of the first request per pair, without and with the budget
+    (no model: a scripted one records the messages)."""
+    from archlore.agent.llm.scripted import ScriptedModel
+    from archlore.agent.prompt_budget import messages_tokens
+
+    rows = []
+    for mode in modes:
+        sizes = {}
+        for budget in (None, context_tokens):
+            m = ScriptedModel(responder=lambda msgs: "{}")
+            mut = LLMMutator(m, mode=mode, max_repair_turns=0, edit_retry=False,
+                             noop_retry=False, context_tokens=budget)
+            for k, (pname, code, idea) in enumerate(work):
+                spec = next(s for s in OpenSpace().seeds(DIGITS) if s.name == pname)
+                mut.mutate(MutationRequest(operator="idea", idea=idea, constraints=DIGITS,
+                                           parents=[ParentInfo(code=code, arch=spec.to_json())],
+                                           seed=k))
+            sizes[budget] = statistics.mean(messages_tokens(s) for s in m.seen)
+        rows.append({"mode": mode, "unbudgeted": sizes[None],
+                     "budgeted": sizes[context_tokens], "context_tokens": context_tokens})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,43 +186,59 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="scripted")
     ap.add_argument("--api-key", default="not-needed")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
-    ap.add_argument("--retries", action="store_true", help="allow edit retry + 1 repair turn")
-    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--modes", default="delta,full,structured")
+    ap.add_argument("--retries", action="store_true",
+                    help="allow edit retry, one no-op retry and 1 repair turn")
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--context-tokens", type=int, default=None,
+                    help="prompt budget (default: the server's reported context)")
+    ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     work = pairs()[: args.limit]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     server = None
     if args.base_url is None:
         server = ScriptedServer(responder=scripted_responder, model="scripted").start()
         base_url, source = server.base_url, "SCRIPTED local server (not a model)"
     else:
         base_url, source = args.base_url, f"{args.model} at {args.base_url}"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     try:
         rows = [run_mode(base_url, args.model, args.api_key, mode, args.retries, work,
-                         args.timeout) for mode in ("delta", "full")]
+                         args.timeout, args.context_tokens, args.temperature) for mode in modes]
     finally:
         if server is not None:
             server.stop()
-    print(f"bench_llm: {len(work)} (parent, idea) pairs = {len(work) // len(IDEA_IDS)} open-space "
-          f"seeds x ideas {', '.join(IDEA_IDS)}; answers from {source}; retries "
-          f"{'on' if args.retries else 'off'}; valid = static policy + shape check on digits "
-          f"(1x8x8 -> 10)")
-    print(f"{'mode':<6} {'valid':>9} {'rate':>6} {'calls':>6} {'tokens':>8} {'tok/valid':>10} "
-          f"{'s/pair':>7}  answered as")
+    load_end = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    sizes = prompt_sizes(work, modes, args.context_tokens or 1024)
+    print(f"bench_llm: {len(work)} (parent, idea) pairs from {len(IDEA_IDS)} ideas x open-space "
+          f"seeds; answers from {source}; retries {'on' if args.retries else 'off'}; "
+          f"load average {load[0]:.1f} at start, {load_end[0]:.1f} at end, {os.cpu_count()} "
+          f"CPUs; changed-and-valid = static policy + shape check on digits (1x8x8 -> 10) and "
+          f"not the parent copied")
+    print(f"{'mode':<10} {'chg+valid':>9} {'rate':>6} {'no-op':>5} {'echo':>5} {'inval':>5} "
+          f"{'calls':>5} {'prompt':>7} {'compl':>6} {'s/med':>7} {'s/valid':>8}  answered as")
     for r in rows:
-        tpv = "-" if r["tokens_per_valid"] is None else f"{r['tokens_per_valid']:.0f}"
-        print(f"{r['mode']:<6} {r['valid']:>4}/{r['pairs']:<4} {r['valid_rate']:>6.0%} "
-              f"{r['calls']:>6} {r['prompt_tokens'] + r['completion_tokens']:>8} {tpv:>10} "
-              f"{r['seconds_per_pair']:>7.2f}  {r['answered_as']}")
+        spv = "-" if r["seconds_per_valid"] is None else f"{r['seconds_per_valid']:.1f}"
+        print(f"{r['mode']:<10} {r['changed_valid']:>4}/{r['pairs']:<4} "
+              f"{r['changed_valid_rate']:>6.0%} {r['no_op']:>5} {r['echo']:>5} {r['invalid']:>5} "
+              f"{r['calls']:>5} {r['prompt_tokens']:>7} {r['completion_tokens']:>6} "
+              f"{r['seconds_median']:>7.1f} {spv:>8}  {r['answered_as']}")
     for r in rows:
-        for f in r["failures"][:3]:
+        for f in r["failures"][:4]:
             print(f"  {r['mode']} failure: {f}")
+    print("estimated prompt tokens per first request (mean): " + "; ".join(
+        f"{r['mode']} {r['unbudgeted']:.0f} -> {r['budgeted']:.0f} at --context-tokens "
+        f"{r['context_tokens']}" for r in sizes))
     if server is not None:
         print("NOTE: scripted answers (1 pair in 4 deliberately broken) -- these figures exercise "
               "the harness only; they say nothing about any model.")
     if args.json:
-        args.json.write_text(json.dumps({"source": source, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"source": source, "load_start": load,
+                                         "load_end": load_end, "rows": rows,
+                                         "prompt_sizes": sizes}, indent=2))
     return 0
 
 

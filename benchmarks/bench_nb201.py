@@ -1,12 +1,19 @@
-"""NAS-Bench-201 benchmark: 4 strategies x 3 datasets x 30 seeds x 500 queries, one command.
+"""NAS-Bench-201 benchmark: FairNAD against tuned peers, ablations, the misleading-prior
+task and the accuracy x cost fronts, all through the engine of ``archlore search``.
 
     python benchmarks/bench_nb201.py [--table PATH] [--out DIR] [--seeds 30] [--budget 500]
-                                     [--seed-start 0] [--processes 2]
+        [--seed-start 0] [--processes 2] [--phases main,permuted,pareto,ablations,grid]
 
-Prints the wall time, the per-dataset tables (test accuracy of the best-validation cell,
-mean ± std over seeds) and whether FairNAD meets its target: mean test accuracy at 100 queries
->= REA's at the final budget, and >= REA's at every checkpoint. Writes results.csv,
-curves.png and summary.md under --out (default: bench-nb201-out/).
+Phases (each writes OUT/PHASE/results.csv and summary.md, and prints them):
+- ``main``: peers (random, REA paper + tuned, local search), the prior alone and FairNAD
+  (default, with the prior's best cell first, and the paper's sampling) on the original table; FairNAD vs the best peer
+  at every checkpoint, paired over seeds;
+- ``tpe``: Optuna TPE on both tasks at 100 queries (its ask is O(trials));
+- ``permuted``: the same on the misleading-prior task (``search.bench.PermutedTable``);
+- ``pareto``: FairNAD, NSGA-II and multi-objective TPE with objectives val_acc x params and
+  val_acc x MACs, hypervolume at 50/100/200 queries;
+- ``ablations``: FairNAD without start cells / flat prior / random ideas / all three;
+- ``grid``: REA's tuning grid (``search.bench.REA_GRID``) on held-out seeds 100+.
 """
 
 from __future__ import annotations
@@ -22,16 +29,54 @@ sys.path.insert(0, str(REPO))
 
 from archlore.agent.cli.bench import offline_mutator  # noqa: E402
 from archlore.search.bench import (  # noqa: E402
+    PEERS,
+    REA_GRID,
     BenchSpec,
+    compare,
+    comparison_table,
+    hv_rows,
+    hv_table,
     markdown_table,
-    plot_curves,
-    queries_to_best,
     result_rows,
     run_bench,
     summarize,
     write_results,
 )
 from archlore.search.spaces.nb201_table import DATASETS  # noqa: E402
+
+MAIN = ("random", "rea", "rea-tuned", "local", "prior", "fairnad", "fairnad-pstart",
+        "fairnad-paper")
+TPE_BUDGET = 100  # Optuna TPE's ask is O(trials): 500-query runs take minutes each
+ABLATIONS = ("fairnad", "fairnad-fair", "fairnad-nostart", "fairnad-flat", "fairnad-randideas",
+             "fairnad-bare")
+PARETO = ("fairnad", "nsga2", "motpe")  # motpe: minutes per 200-query run on a loaded machine
+
+
+def run_phase(name: str, spec: BenchSpec, out: Path, fair: tuple[str, ...] = ()) -> str:
+    t0 = time.perf_counter()
+    traces = run_bench(spec)
+    wall = time.perf_counter() - t0
+    cps = spec.checkpoints()
+    rows = result_rows(traces, cps)
+    d = out / name
+    write_results(rows, d / "results.csv")
+    parts = [f"# {name}: {len(traces)} runs in {wall:.0f} s on {spec.processes} processes, "
+             f"load {os.getloadavg()[0]:.1f}"]
+    for task in spec.tasks:
+        parts.append(f"## task: {task}\n\n" + markdown_table(
+            summarize([r for r in rows if r["task"] == task]), cps))
+    peers = [p for p in spec.strategies if p in PEERS or p.startswith("rea:")]
+    for s in fair:
+        if s in spec.strategies and peers:
+            parts.append(f"## {s} vs the best peer\n\n" + comparison_table(compare(rows, s, peers)))
+    if name == "pareto":
+        cost = spec.objectives[1]
+        parts.append(f"## hypervolume val_acc x {cost}\n\n"
+                     + hv_table(hv_rows(traces, spec.table, cost)))
+    text = "\n\n".join(parts)
+    (d / "summary.md").write_text(text)
+    print(text, flush=True)
+    return text
 
 
 def main() -> None:
@@ -43,50 +88,40 @@ def main() -> None:
     ap.add_argument("--seed-start", type=int, default=0)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--phases", default="main,permuted,tpe,pareto,ablations,grid")
+    ap.add_argument("--pareto", default=",".join(PARETO), help="configurations of the pareto phase")
     args = ap.parse_args()
     if not Path(args.table).is_file():
         sys.exit(f"NAS-Bench-201 table not found: {args.table} (use --table or ARCHLORE_NB201_TABLE)")
-
-    strategies = ("random", "rea", "fairnad", "llmatic")
-    spec = BenchSpec(table=args.table, datasets=DATASETS, strategies=strategies,
-                     budget=args.budget, seeds=range(args.seed_start, args.seed_start + args.seeds),
-                     processes=args.processes, mutator_factory=offline_mutator)
-    t0 = time.perf_counter()
-    traces = run_bench(spec)
-    wall = time.perf_counter() - t0
-    cps = spec.checkpoints()
-    rows = result_rows(traces, cps)
     out = Path(args.out)
-    write_results(rows, out / "results.csv")
-    plot_curves(traces, args.budget, out / "curves.png")
-    sums = summarize(rows)
-    table = markdown_table(sums, cps)
-    (out / "summary.md").write_text(table)
-
-    runs = len(traces)
-    queries = sum(len(t.archs) for t in traces)
-    proposals = sum(t.proposals for t in traces)
-    print(f"{runs} runs ({len(strategies)} strategies x {len(DATASETS)} datasets x {args.seeds} "
-          f"seeds x {args.budget} queries) in {wall:.1f} s on {args.processes} processes "
-          f"({1e3 * wall / queries:.2f} ms per query; {proposals} proposals incl. "
-          f"{proposals - queries} duplicates told for free)\n")
-    print(table)
-    q = queries_to_best(traces, args.budget)
-    print("queries to reach the finally selected cell (mean ± std):")
-    for d in DATASETS:
-        print(f"  {d}: " + ", ".join(f"{s} {q[(d, s)][0]:.0f} ± {q[(d, s)][1]:.0f}"
-                                     for s in strategies))
-    get = {(s.dataset, s.strategy, s.budget): s.mean for s in sums}
-    print("\nFairNAD target (mean test acc.):")
-    final = args.budget
-    for d in DATASETS:
-        f100, rea_final = get.get((d, "fairnad", 100)), get[(d, "rea", final)]
-        every = [(b, get[(d, "fairnad", b)] - get[(d, "rea", b)]) for b in cps]
-        ok100 = f100 is not None and f100 >= rea_final
-        print(f"  {d}: FairNAD@100 {f100:.2f} vs REA@{final} {rea_final:.2f} -> "
-              f"{'met' if ok100 else 'missed'} ({f100 - rea_final:+.2f}); every checkpoint "
-              + ", ".join(f"{b}: {delta:+.2f}" for b, delta in every)
-              + (" -> met" if all(x >= 0 for _, x in every) else " -> missed"))
+    seeds = range(args.seed_start, args.seed_start + args.seeds)
+    common = dict(table=args.table, datasets=DATASETS, seeds=seeds, processes=args.processes,
+                  mutator_factory=offline_mutator)
+    for phase in args.phases.split(","):
+        if phase == "main":
+            run_phase("main", BenchSpec(strategies=MAIN, budget=args.budget, **common), out,
+                      fair=("fairnad", "fairnad-paper"))
+        elif phase == "permuted":
+            run_phase("permuted", BenchSpec(strategies=MAIN, budget=args.budget,
+                                            tasks=("permuted",), **common), out,
+                      fair=("fairnad", "fairnad-paper"))
+        elif phase == "tpe":
+            run_phase("tpe", BenchSpec(strategies=("tpe",), budget=min(args.budget, TPE_BUDGET),
+                                       tasks=("original", "permuted"), **common), out)
+        elif phase == "pareto":
+            for cost in ("params", "macs"):
+                run_phase("pareto", BenchSpec(strategies=tuple(args.pareto.split(",")), budget=200,
+                                              objectives=("val_acc", cost), **common),
+                          out / cost)
+        elif phase == "ablations":
+            run_phase("ablations", BenchSpec(strategies=ABLATIONS, budget=min(args.budget, 100),
+                                             **common), out)
+        elif phase == "grid":
+            grid = tuple(f"rea:population={p}:sample={s}" for p, s in REA_GRID)
+            run_phase("grid", BenchSpec(**{**common, "seeds": range(100, 110)},
+                                        strategies=grid, budget=args.budget), out)
+        else:
+            sys.exit(f"unknown phase {phase!r}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class FidelitySettings(BaseModel):
     def _increasing(cls, v: list[float] | None) -> list[float] | None:
         if v is None:
             return v
-        if len(v) < 2 or any(e <= 0 for e in v) or any(b <= a for a, b in zip(v, v[1:])):
+        if len(v) < 2 or any(e <= 0 for e in v) or any(v[i + 1] <= v[i] for i in range(len(v) - 1)):
             raise ValueError(f"rungs must be two or more increasing positive epochs, got {v}")
         return v
 

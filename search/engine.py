@@ -16,6 +16,15 @@ goes back to the mutator with a typed ``Failure``, at most ``repair_turns`` time
 hypervolume tracking over the run's objectives at every tell. The number of candidates in
 flight follows ``backend.slots()``, re-read every loop (a cluster may grow or shrink).
 Building an engine from a config lives in ``search.run``.
+
+Multi-fidelity (``fidelity=FidelityPlan``, ``search.fidelity``): candidates are scored at rung
+0; after each tell and each promotion result the ASHA ladder names the candidates due for
+the next rung, which are scored in free slots before new candidates are created. Every rung's
+result is stored (``RunStore.add_rung``); the candidate's row and object (which strategies
+hold) carry the highest rung reached, the front is rebuilt from those, and a strategy with an
+``update(candidate)`` method is told of each promotion. Evaluations carry their rung in
+``metrics`` (``rung``, ``fidelity_epochs``). On resume the stored rungs are re-recorded when
+their candidate is re-told and promotions not yet scored are issued again.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Any
 from archlore.evaluator.records import Evaluation
 from archlore.knowledge.schema import Idea
 from archlore.search.backends.base import EvaluationBackend
+from archlore.search.fidelity import FidelityPlan, tag
 from archlore.search.front import FrontTracker
 from archlore.search.novelty import NoveltyFilter
 from archlore.search.objectives import Objective, get_objectives
@@ -68,6 +78,7 @@ class RunResult:
     usage: Usage
     seconds: float
     stop_reason: str | None = None
+    fidelity: dict[str, Any] | None = None  # multi-fidelity: rung counts, top-rung front
 
 
 class SearchEngine:
@@ -79,7 +90,7 @@ class SearchEngine:
                  novelty: NoveltyFilter | None = None, repair_turns: int = 2,
                  max_proposals: int | None = None, objectives: list[Objective] | None = None,
                  hv_refs: list[float | None] | None = None, uses_code: bool = True,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, fidelity: FidelityPlan | None = None) -> None:
         self.store, self.strategy, self.backend = store, strategy, backend
         self.budget, self.seed, self.constraints = budget, seed, constraints
         self.space_name, self.mutator, self.ideas = space_name, mutator, ideas or {}
@@ -105,14 +116,35 @@ class SearchEngine:
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self._saved_at = -META_INTERVAL_S
+        self.fid = fidelity
+        self.stored_rungs = store.rungs() if fidelity is not None else {}
+        self.by_id: dict[int, Candidate] = {}  # told, not duplicates (multi-fidelity)
+        self.promo_queue: deque[tuple[int, int]] = deque()
+        self.promo_inflight: dict[Future, tuple[int, int]] = {}
+        self.promoted = 0
 
     # -- creation ------------------------------------------------------------------------------
+    def _busy(self) -> int:
+        return len(self.inflight) + len(self.promo_inflight)
+
     def _can_create(self) -> bool:
+        slots = max(1, self.backend.slots())
         return (not self.exhausted and self.n_evaluable < self.budget
                 and self.next_id < self.max_proposals
-                and self.next_id < self.told + max(1, self.backend.slots()))
+                and self.next_id < self.told + slots and self._busy() < slots)
+
+    def _submit(self, cand: Candidate) -> Future[Evaluation]:
+        if self.fid is not None and cand.code:
+            return self.fid.submit(cand.code, self.fid.config(0))
+        return self.backend.submit(cand)
 
     def _fill(self) -> None:
+        while self.promo_queue and self._busy() < max(1, self.backend.slots()):
+            cid, rung = self.promo_queue.popleft()
+            assert self.fid is not None
+            cand = self.by_id[cid]
+            self.promo_inflight[self.fid.submit(cand.code or "", self.fid.config(rung))] = (
+                cid, rung)
         while self._can_create():
             cand = self._create(self.next_id)
             if cand is None:  # the strategy waits for more results: retry after the next tell
@@ -191,27 +223,103 @@ class SearchEngine:
             if cand.status == "evaluated":
                 self.done[cid] = cand
             else:
-                self.inflight[self.backend.submit(cand)] = cand
+                self.inflight[self._submit(cand)] = cand
         return cand
 
     # -- results -------------------------------------------------------------------------------
     def _collect(self, timeout: float | None) -> None:
-        finished, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
-        for fut in finished:
-            cand = self.inflight.pop(fut)
+        finished, _ = wait(list(self.inflight) + list(self.promo_inflight), timeout=timeout,
+                           return_when=FIRST_COMPLETED)
+        for fut in sorted(finished, key=self._order):
             try:
                 ev = fut.result()
             except Exception as exc:  # a backend bug must not lose the run
                 ev = Evaluation(status="failed", stage="worker", reason=f"backend error: {exc!r}",
                                 dataset=self.constraints.dataset, seed=self.seed)
+            if fut in self.promo_inflight:
+                self._promoted(*self.promo_inflight.pop(fut), ev)
+                continue
+            cand = self.inflight.pop(fut)
+            if self.fid is not None:
+                ev = tag(ev, 0, self.fid.config(0))
+                self.store.add_rung(cand.id, 0, ev)
             cand.evaluation = ev
             cand.status = "evaluated"
             cand.evaluated_at = self.store.set_evaluation(cand.id, ev)
             self.done[cand.id] = cand
 
+    def _order(self, fut: Future) -> tuple[int, int]:
+        """Results that arrive together are applied in (candidate id, rung) order."""
+        if fut in self.promo_inflight:
+            return self.promo_inflight[fut]
+        return (self.inflight[fut].id, 0)
+
+    # -- multi-fidelity ------------------------------------------------------------------------
+    def _values(self, ev: Evaluation | None) -> list[float] | None:
+        if ev is None or not ev.ok:
+            return None
+        vals = [o.value(ev) for o in self.objectives]
+        return None if any(v is None for v in vals) else [float(v) for v in vals]  # type: ignore[arg-type]
+
+    def _ladder_tell(self, cand: Candidate) -> None:
+        assert self.fid is not None
+        ladder = self.fid.ladder
+        self.by_id[cand.id] = cand
+        stored = self.stored_rungs.get(cand.id)
+        if stored:  # resume: every rung this candidate reached before
+            for rung, ev in sorted(stored.items()):
+                ladder.record(cand.id, rung, self._values(ev))
+            self.promoted += sum(1 for r in stored if r > 0)
+        else:
+            ladder.record(cand.id, 0, self._values(cand.evaluation) if cand.code else None)
+        self.promo_queue.extend(ladder.promotions())
+
+    def _promoted(self, cid: int, rung: int, ev: Evaluation) -> None:
+        assert self.fid is not None
+        ev = tag(ev, rung, self.fid.config(rung))
+        self.store.add_rung(cid, rung, ev)
+        vals = self._values(ev)
+        self.fid.ladder.record(cid, rung, vals)
+        self.promoted += 1
+        if vals is not None:  # the candidate now stands for its highest rung everywhere
+            cand = self.by_id[cid]
+            cand.evaluation = ev
+            cand.evaluated_at = self.store.set_evaluation(cid, ev)
+            self._rebuild_front()
+            update = getattr(self.strategy, "update", None)
+            if callable(update):
+                update(cand)
+        self.promo_queue.extend(self.fid.ladder.promotions())
+        if self.progress is not None:
+            self.progress(self.snapshot())
+
+    def _rebuild_front(self) -> None:
+        tracker = FrontTracker(self.objectives, list(self.front.refs))
+        for cid in sorted(self.by_id):
+            if self._values(self.by_id[cid].evaluation) is not None:
+                tracker.add_candidate(self.by_id[cid])
+        self.front = tracker
+
+    def fidelity_summary(self) -> dict[str, Any] | None:
+        """Rung counts and the front among candidates that reached the top rung (the
+        hypervolume to compare with a single-fidelity run at the top rung's epochs)."""
+        if self.fid is None:
+            return None
+        ladder = self.fid.ladder
+        top = FrontTracker(self.objectives, list(self.front.refs))
+        for cid in sorted(self.by_id):
+            if ladder.highest(cid) == ladder.top:
+                top.add_candidate(self.by_id[cid])
+        return {"rungs": ladder.rungs, "reduction": ladder.reduction, "counts": ladder.counts(),
+                "promoted": self.promoted, "top_rung_front": list(top.ids),
+                "top_rung_hypervolume": top.hypervolume,
+                "front_rungs": {str(c): ladder.highest(c) for c in self.front.ids}}
+
     def _tell(self, cand: Candidate) -> None:
         self.strategy.tell(cand)
         self.told += 1
+        if self.fid is not None and cand.status != "duplicate":
+            self._ladder_tell(cand)
         ev = cand.evaluation
         if cand.status == "duplicate":
             self.counts["duplicates"] += 1
@@ -252,7 +360,10 @@ class SearchEngine:
                 "backend": self.backend.describe(),
                 "repaired": self.repaired, "tokens": self.usage.prompt_tokens
                 + self.usage.completion_tokens, "llm_calls": self.usage.calls,
-                "seconds": time.monotonic() - self.started}
+                "seconds": time.monotonic() - self.started,
+                **({"fidelity": {"counts": self.fid.ladder.counts(), "promoted": self.promoted,
+                                 "promotions_in_flight": len(self.promo_inflight)}}
+                   if self.fid is not None else {})}
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> str:
@@ -268,8 +379,10 @@ class SearchEngine:
                 if self.told in self.done:
                     self._tell(self.done.pop(self.told))
                     continue
-                if self.inflight:
+                if self.inflight or self.promo_inflight:
                     self._collect(timeout=1.0)
+                    continue
+                if self.promo_queue:  # submitted by the next _fill
                     continue
                 if self.told == self.next_id and not self._can_create():
                     break

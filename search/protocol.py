@@ -190,6 +190,9 @@ class MutationRequest(BaseModel):
     failure: Failure | None = None  # for repair: why the previous child failed
     seed: int = 0
     temperature: float | None = None
+    # operator "swnas": SWNAS's LLM step (answered with MutationResult.space_edits)
+    signals: StructuralSignals | None = None
+    context_tokens: int | None = None  # prompt budget for this request (None: the mutator's)
 
 
 MutationStatus = Literal["ok", "no_op", "unsupported", "error"]
@@ -215,10 +218,16 @@ class MutationResult(BaseModel):
     # Whether the request's idea is what the child applies (False: e.g. a refine move that
     # ignored it), so ideas are credited only with the children that used them.
     applied_idea: bool = True
+    # operator "swnas": the accepted SWNAS space edits (search.swnas.messages.SpaceEdit)
+    space_edits: list[SpaceEdit] = Field(default_factory=list)
+    # prompt size: the estimate of the prompt sent (tokens) and the parts trimmed to fit
+    prompt_tokens_est: int = 0
+    prompt_trimmed: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _status_matches(self) -> MutationResult:
-        if self.status == "ok" and self.error and not (self.code or self.arch):
+        if self.status == "ok" and self.error and not (self.code or self.arch
+                                                       or self.space_edits):
             self.status = "error"
         return self
 
@@ -243,3 +252,10 @@ class Mutator(Protocol):
     def mutate(self, request: MutationRequest) -> MutationResult: ...
 
     def unsupported_reason(self, idea: Idea, space: str) -> str | None: ...
+
+
+# SWNAS's typed messages import the spaces, which import this module: resolve them last.
+from archlore.search.swnas.messages import SpaceEdit, StructuralSignals  # noqa: E402
+
+MutationRequest.model_rebuild()
+MutationResult.model_rebuild()

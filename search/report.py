@@ -58,7 +58,7 @@ def _papers(idea: Idea | None) -> list[str]:
     if idea is None:
         return []
     return [f"{p.title or p.paper_id}" + (f" ({p.paper_id})" if p.title else "")
-            for p in idea.provenance]
+            for p in idea.supporting()]
 
 
 def _metrics_text(c: Candidate, objectives: list[Objective]) -> str:
@@ -258,6 +258,8 @@ def write_outputs(store: RunStore) -> Outputs:
         rows.append({"id": c.id, "val_acc": ev.val_acc, "test_acc": ev.test_acc,
                      "mmacs": ev.macs / 1e6 if ev.macs is not None else None, "macs": ev.macs,
                      "params": ev.params, "latency_ms": ev.metrics.get("latency_ms"),
+                     "rung": (int(ev.metrics["rung"]) if "rung" in ev.metrics else None),
+                     "epochs": ev.metrics.get("fidelity_epochs"),
                      **{o.name: o.value(ev) for o in objectives if o.name not in CSV_FIELDS},
                      "shown": {o.name: o.display(o.value(ev), 4 if o.name == "macs" else 2)
                                for o in objectives},
@@ -266,7 +268,7 @@ def write_outputs(store: RunStore) -> Outputs:
                      "papers": [{"id": p.paper_id, "title": p.title or p.paper_id,
                                  "url": (None if p.paper_id.startswith("sha256:")
                                          else f"https://arxiv.org/abs/{p.paper_id}")}
-                                for p in (idea.provenance if idea else [])],
+                                for p in (idea.supporting() if idea else [])],
                      "category": idea.category.value if idea else "",
                      "parents": " ".join(map(str, c.parents)),
                      "model_file": str(path.relative_to(run_dir))})

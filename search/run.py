@@ -69,6 +69,62 @@ def make_backend(config: SearchConfig, space: Any) -> EvaluationBackend:
     return BACKENDS.get(name)(config, space)
 
 
+def fidelity_plan(config: SearchConfig, backend: EvaluationBackend, space: Any,
+                  objectives: list[Objective]) -> Any:
+    """The multi-fidelity plan of ``config.fidelity`` (None: single fidelity). The backend
+    must be able to score code with another config (``search.proxy.submitter``)."""
+    if not config.fidelity.rungs:
+        return None
+    from archlore.search.fidelity import FidelityPlan, Ladder
+    from archlore.search.proxy import submitter
+
+    submit = submitter(backend)
+    if submit is None or not space.needs_code:
+        raise ValueError(f"multi-fidelity needs a backend that trains candidate code with a "
+                         f"chosen number of epochs (pool, ray); {backend.name!r} cannot")
+    base = getattr(backend, "eval_config", None) or config.eval_config()
+    return FidelityPlan(Ladder(list(config.fidelity.rungs), config.fidelity.reduction,
+                               objectives), base, submit)
+
+
+def record_proxy_check(config: SearchConfig, store: RunStore, backend: EvaluationBackend,
+                       space: Any, objectives: list[Objective]) -> dict[str, Any] | None:
+    """The cheap proxy-reliability check of a finished, proxy-scored run (meta
+    ``proxy_check``): a few candidates re-scored with a second seed (``search.proxy``)."""
+    n = config.proxy_check.candidates
+    if not n or not space.needs_code or store.get_meta("proxy_check") is not None:
+        return None
+    from archlore.search.proxy import in_search_check, submitter
+
+    submit = submitter(backend)
+    if submit is None:
+        return None
+    metric = "val_acc" if "val_acc" in config.objectives else objectives[0].name
+    cands = store.candidates()
+    if config.fidelity.rungs:  # the proxy is rung 0: check it there, never across rungs
+        rungs = store.rungs()
+        cands = [c.model_copy(update={"evaluation": rungs[c.id][0]}) for c in cands
+                 if 0 in rungs.get(c.id, {})]
+    base = getattr(backend, "eval_config", None) or config.eval_config()
+    if config.fidelity.rungs:
+        from archlore.search.fidelity import rung_config
+
+        base = rung_config(base, list(config.fidelity.rungs), 0)
+    try:
+        rep = in_search_check(cands, base, submit, n=n,
+                              seed_offset=config.proxy_check.seed_offset, metric=metric,
+                              dataset=config.dataset)
+    except KeyboardInterrupt:  # the search itself is done: keep it, skip the check
+        rep, why = None, "interrupted"
+    except Exception as exc:  # noqa: BLE001 - a backend fault must not fail a finished run
+        rep, why = None, f"backend error: {exc!r}"[:300]
+    else:
+        why = "fewer than 3 valid candidates to re-score"
+    out = rep.model_dump(mode="json") if rep is not None else {"skipped": why}
+    store.set_meta("proxy_check", out)
+    return out
+
+
 def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator | None = None,
                backend: EvaluationBackend | None = None, knowledge: Any = None,
                resume: bool = False, progress: Progress | None = None,
@@ -134,13 +190,16 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
             novelty=NoveltyFilter(config.novelty.threshold, shingle=config.novelty.shingle),
             repair_turns=config.repair_turns,
             max_proposals=int(config.budget * config.max_proposals_factor),
-            objectives=objectives, hv_refs=refs, uses_code=space.needs_code, progress=progress)
+            objectives=objectives, hv_refs=refs, uses_code=space.needs_code, progress=progress,
+            fidelity=fidelity_plan(config, backend, space, objectives))
         store.set_meta("status", "running")
         started = True
         t0 = time.monotonic()
         status = "interrupted"
         try:
             status = engine.run()
+            if status == "finished":
+                record_proxy_check(config, store, backend, space, objectives)
         finally:
             if own_backend:
                 backend.close(cancel=status != "finished")
@@ -150,6 +209,9 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
         store.set_meta("stop_reason", engine.stop_reason)
         store.set_meta("result", {"front": engine.front_ids(), "repaired": engine.repaired,
                                   "hypervolume": engine.front.hypervolume})
+        fid = engine.fidelity_summary()
+        if fid is not None:
+            store.set_meta("fidelity", fid)
         if write_outputs:
             from archlore.search.report import write_outputs as _write
 
@@ -158,7 +220,7 @@ def run_search(config: SearchConfig, runs_root: str | Path, *, mutator: Mutator 
                          counts=store.summary(), front=engine.front_ids(),
                          hypervolume=engine.front.hypervolume, best_val_acc=engine.front.best,
                          repaired=engine.repaired, usage=engine.usage, seconds=seconds,
-                         stop_reason=engine.stop_reason)
+                         stop_reason=engine.stop_reason, fidelity=fid)
     except Exception as exc:
         if fresh and not started:  # bad setup (space, dataset, table...): leave no empty run
             store.close()

@@ -51,3 +51,36 @@ class FairIdeaSampler:
         fewest = min(stats.tries(i.id) for i in pool)
         w = np.array([self.weight(i, stats, fewest) for i in pool])
         return pool[int(rng.choice(len(pool), p=w / w.sum()))]
+
+
+class BanditIdeaSampler(FairIdeaSampler):
+    """Feedback that re-weights: Thompson sampling over ideas inside a fairness floor.
+
+    Each idea has a Beta(1 + successes, 1 + failures) posterior of "its child beat its
+    parent on the quality objective" (``rewards``: idea id -> (successes, trials), kept by the
+    strategy from tells). With probability ``floor`` a draw is the paper's fair draw
+    (category uniform, then :meth:`FairIdeaSampler.weight` inside it) -- so every category
+    keeps at least ``floor / n_categories`` of the draws and exploration never dies;
+    otherwise the idea with the highest Thompson sample among all allowed ideas is drawn.
+    Stateless like the fair sampler: it reads the stats and rewards it is handed.
+    """
+
+    def __init__(self, ideas: Iterable[Idea], floor: float = 0.5) -> None:
+        super().__init__(ideas)
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], not {floor}")
+        self.floor = floor
+
+    def draw(self, rng: np.random.Generator, stats: IdeaStats,  # type: ignore[override]
+             allowed: Callable[[Idea], bool] | None = None,
+             rewards: dict[str, tuple[int, int]] | None = None) -> Idea | None:
+        if rng.random() < self.floor or not rewards:
+            return super().draw(rng, stats, allowed)
+        pool = [i for c in self.categories for i in self.by_category[c]
+                if allowed is None or allowed(i)]
+        if not pool:
+            return None
+        s = np.array([rewards.get(i.id, (0, 0))[0] for i in pool], dtype=float)
+        n = np.array([rewards.get(i.id, (0, 0))[1] for i in pool], dtype=float)
+        theta = rng.beta(1.0 + s, 1.0 + np.maximum(n - s, 0.0))
+        return pool[int(np.argmax(theta))]

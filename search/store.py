@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS candidates (
     evaluation TEXT,                 -- Evaluation JSON
     created_at TEXT NOT NULL, evaluated_at TEXT
 );
+-- multi-fidelity: every rung's result of a candidate (the candidates row holds the highest)
+CREATE TABLE IF NOT EXISTS rungs (
+    cid INTEGER NOT NULL, rung INTEGER NOT NULL, epochs REAL,
+    eval_status TEXT, val_acc REAL, evaluation TEXT NOT NULL, evaluated_at TEXT NOT NULL,
+    PRIMARY KEY (cid, rung)
+);
 CREATE INDEX IF NOT EXISTS idx_cand_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS idx_cand_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS idx_cand_eval ON candidates(eval_status, val_acc);
@@ -146,6 +152,23 @@ class RunStore:
         if cur.rowcount != 1:
             raise RunStoreError(f"candidate {cid} is not in the store")
         return now
+
+    def add_rung(self, cid: int, rung: int, ev: Evaluation) -> None:
+        """Record one rung's result of candidate ``cid`` (multi-fidelity; one transaction)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO rungs(cid, rung, epochs, eval_status, val_acc, evaluation,"
+            " evaluated_at) VALUES (?,?,?,?,?,?,?)",
+            (cid, rung, ev.metrics.get("fidelity_epochs"), ev.status, ev.val_acc,
+             ev.model_dump_json(), datetime.now(UTC).isoformat()))
+
+    def rungs(self) -> dict[int, dict[int, Evaluation]]:
+        """Every stored rung result: ``{cid: {rung: Evaluation}}`` (empty for a
+        single-fidelity run)."""
+        out: dict[int, dict[int, Evaluation]] = {}
+        for cid, rung, ev in self.db.execute(
+                "SELECT cid, rung, evaluation FROM rungs ORDER BY cid, rung"):
+            out.setdefault(cid, {})[rung] = Evaluation.model_validate_json(ev)
+        return out
 
     def _row(self, r: tuple) -> Candidate:
         (cid, status, code, code_hash, arch, parents, idea_id, operator, mode, prompt, response,

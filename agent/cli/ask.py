@@ -87,7 +87,7 @@ def _lineage_rows(chain: list, ideas: dict) -> list[dict]:
             "idea_id": c.idea_id, "idea": idea.name if idea else None,
             "category": idea.category.value if idea else None,
             "papers": [{"paper_id": p.paper_id, "title": p.title, "page": p.page,
-                        "quote": p.quote} for p in (idea.provenance if idea else [])],
+                        "quote": p.quote} for p in (idea.supporting() if idea else [])],
             "val_acc": c.evaluation.val_acc if c.valid else None,
         })
     return rows

@@ -34,8 +34,18 @@ def _llm_mutator(llm: str, model: str | None):
     return make_mutator(llm, model=model)
 
 
+PRESETS = {
+    "peers": ("random", "rea", "rea-tuned", "local", "tpe", "prior", "fairnad"),
+    "ablations": ("fairnad", "fairnad-paper", "fairnad-fair", "fairnad-nostart", "fairnad-flat",
+                  "fairnad-randideas", "fairnad-bare", "prior"),
+    "pareto": ("fairnad", "nsga2", "motpe"),
+}
+
+
 def _split(values: list[str], known: tuple[str, ...] | None = None) -> list[str]:
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    out = [x for v in out for x in PRESETS.get(v, (v,))]
+    out = list(dict.fromkeys(out))
     if known is not None and any(v.lower() == "all" for v in out):
         return list(known)
     return out
@@ -46,8 +56,17 @@ def nb201(
     dataset: list[str] = typer.Option(
         ["cifar10"], "--dataset", "-d",
         help="cifar10 | cifar100 | ImageNet16-120 | all (repeatable or comma list)."),
-    strategies: str = typer.Option("random,rea,fairnad,llmatic", "--strategies", "-s",
-                                   help="Comma list of registered strategies."),
+    strategies: str = typer.Option(
+        "random,rea,fairnad,llmatic", "--strategies", "-s",
+        help="Comma list of configurations: registered strategies, named ones (rea-tuned, "
+             "motpe, fairnad-paper, fairnad-nostart, fairnad-flat, fairnad-randideas, "
+             "fairnad-bare, ...), STRATEGY:key=value:..., or presets peers / ablations / "
+             "pareto."),
+    task: str = typer.Option("original", "--task",
+                             help="original | permuted (misleading prior) | all; comma list."),
+    objectives: str = typer.Option("val_acc,macs", "--objectives",
+                                   help="Run objectives (the second is FairNAD's cost and the "
+                                        "hypervolume's): val_acc,macs or val_acc,params."),
     budget: int = typer.Option(500, min=1, help="Queries (new cells scored) per run."),
     seeds: int = typer.Option(30, min=1, help="Number of seeds per strategy and dataset."),
     seed_start: int = typer.Option(0, help="First seed (seeds are seed_start ... +seeds-1)."),
@@ -65,16 +84,23 @@ def nb201(
     """Run strategies on the NAS-Bench-201 table: select by validation accuracy, report the
     test accuracy of the selected cell. Writes OUT/results.csv, OUT/curves.png, OUT/summary.md."""
     from archlore.search.bench import (
+        CONFIGS,
+        PEERS,
+        TASKS,
         BenchSpec,
+        compare,
+        comparison_table,
+        hv_rows,
+        hv_table,
         markdown_table,
         plot_curves,
         queries_to_best,
+        resolve_config,
         result_rows,
         run_bench,
         summarize,
         write_results,
     )
-    from archlore.search.registry import list_strategies
     from archlore.search.spaces.nb201_table import DATASETS, resolve_dataset
 
     if table is None:
@@ -87,16 +113,29 @@ def nb201(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--dataset") from None
     names = _split([strategies])
-    unknown = [s for s in names if s not in list_strategies()]
+    unknown = []
+    for s in names:
+        try:
+            resolve_config(s)
+        except (KeyError, ValueError):
+            unknown.append(s)
     if unknown or not names:
+        from archlore.search.registry import list_strategies
+
         raise typer.BadParameter(f"unknown strategies {unknown} (known: "
-                                 f"{', '.join(list_strategies())})", param_hint="--strategies")
+                                 f"{', '.join(list_strategies() + sorted(CONFIGS))})",
+                                 param_hint="--strategies")
+    tasks = _split([task], TASKS)
+    if any(t not in TASKS for t in tasks):
+        raise typer.BadParameter(f"unknown task in {tasks} (known: {', '.join(TASKS)})",
+                                 param_hint="--task")
+    objs = _split([objectives])
     factory = offline_mutator if llm == "offline" else functools.partial(_llm_mutator, llm, model)
     spec = BenchSpec(table=table, datasets=datasets, strategies=names, budget=budget,
                      seeds=range(seed_start, seed_start + seeds), processes=processes,
-                     mutator_factory=factory,
+                     mutator_factory=factory, tasks=tasks, objectives=objs,
                      options={"rea": {"population": population, "sample": sample}})
-    total = len(datasets) * len(names) * seeds
+    total = len(tasks) * len(datasets) * len(names) * seeds
     started = time.perf_counter()
     done = 0
 
@@ -116,25 +155,46 @@ def nb201(
     rows = result_rows(traces, checkpoints)
     out.mkdir(parents=True, exist_ok=True)
     write_results(rows, out / "results.csv")
-    summaries = summarize(rows)
-    to_best = queries_to_best(traces, budget)
-    for d in datasets:
-        t = Table(title=f"{d}: test acc. (%) of the best-validation cell, mean ± std over "
-                        f"{seeds} seeds")
-        t.add_column("strategy")
-        for b in checkpoints:
-            t.add_column(f"{b} q", justify="right")
-        t.add_column("queries to best", justify="right")
-        for s in names:
-            cells = []
+    parts = []
+    for tk in tasks:
+        task_rows = [r for r in rows if r["task"] == tk]
+        to_best = queries_to_best([tr for tr in traces if tr.task == tk], budget)
+        summaries = summarize(task_rows)
+        parts.append(f"## task: {tk}\n\n" + markdown_table(summaries, checkpoints))
+        for d in datasets:
+            t = Table(title=f"[{tk}] {d}: test acc. (%) of the best-validation cell, mean ± std "
+                            f"over {seeds} seeds")
+            t.add_column("strategy")
             for b in checkpoints:
-                m = next(x for x in summaries if (x.dataset, x.strategy, x.budget) == (d, s, b))
-                cells.append(f"{m.mean:.2f} ± {m.std:.2f}")
-            q = to_best[(d, s)]
-            t.add_row(s, *cells, f"{q[0]:.0f} ± {q[1]:.0f}")
-        console.print(t)
+                t.add_column(f"{b} q", justify="right")
+            t.add_column("queries to best", justify="right")
+            for s in names:
+                cells = []
+                for b in checkpoints:
+                    m = next(x for x in summaries if (x.dataset, x.strategy, x.budget) == (d, s, b))
+                    cells.append(f"{m.mean:.2f} ± {m.std:.2f}")
+                q = to_best[(d, s)]
+                t.add_row(s, *cells, f"{q[0]:.0f} ± {q[1]:.0f}")
+            console.print(t)
+    peers = [p for p in names if p in PEERS or p.split(":")[0] in ("rea", "tpe", "local")]
+    for s in [n for n in names if n.startswith("fairnad")]:
+        comps = compare(rows, s, peers)
+        if comps:
+            parts.append(f"## {s} vs the best peer (paired over seeds)\n\n"
+                         + comparison_table(comps))
+            t = Table(title=f"{s} − best peer (mean of per-seed differences; paired t-test p)")
+            for col in ("task", "dataset", "queries", "best peer", "diff", "p"):
+                t.add_column(col)
+            for c in comps:
+                t.add_row(c.task, c.dataset, str(c.budget), c.best_peer, f"{c.diff:+.3f}",
+                          f"{c.p_ttest:.3g}")
+            console.print(t)
+    cost = objs[1] if len(objs) > 1 and objs[1] in ("macs", "params") else None
+    if cost is not None:
+        hv = hv_rows(traces, table, cost, [b for b in (50, 100, 200) if b <= budget] or [budget])
+        parts.append(f"## hypervolume (val_acc x {cost})\n\n" + hv_table(hv))
     plot_curves(traces, budget, out / "curves.png")
-    (out / "summary.md").write_text(markdown_table(summaries, checkpoints))
+    (out / "summary.md").write_text("\n".join(parts))
     console.print(f"{total} runs in {wall:.1f}s ({processes} processes); wrote "
                   f"{out / 'results.csv'}, {out / 'curves.png'}, {out / 'summary.md'}")
 

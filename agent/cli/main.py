@@ -26,6 +26,9 @@ _COMMAND_MODULES = (
     "archlore.agent.cli.search_cmds",  # archlore search, report, runs
     "archlore.agent.cli.ask",  # archlore ask
     "archlore.agent.cli.bench",  # archlore bench nb201
+    "archlore.agent.cli.proxy_cmds",  # archlore proxy-check
+    "archlore.agent.cli.train_cmds",  # archlore train, archlore export
+    "archlore.agent.cli.llm_cmds",  # archlore llm serve
 )
 
 

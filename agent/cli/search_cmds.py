@@ -92,7 +92,12 @@ def search_cmd(
     model: str | None = typer.Option(None, "--model", help="LLM model name."),
     base_url: str | None = typer.Option(
         None, "--base-url", help="OpenAI-compatible server URL (or env OPENAI_BASE_URL)."),
-    mode: str | None = typer.Option(None, "--mode", help="LLM answer form: delta (default) | full."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="LLM answer form: delta (default) | full | structured (JSON edits "
+        "of the parent's ArchSpec / NB201 cell, schema-constrained)."),
+    context_tokens: int | None = typer.Option(
+        None, "--context-tokens", help="Prompt + answer budget in tokens (default: the "
+        "server's reported context)."),
     record: Path | None = typer.Option(None, "--record", help="Write every LLM call to a cassette."),
     cassette: Path | None = typer.Option(None, "--cassette", help="--llm replay: cassette to use."),
     llm_budget_tokens: int | None = typer.Option(
@@ -176,6 +181,7 @@ def search_cmd(
                     ensure_dataset(cfg.dataset, cfg.data_root, download=True, progress=bar)
             llm_given = {k: v for k, v in dict(
                 base_url=base_url, mode=mode, max_total_tokens=llm_budget_tokens,
+                context_tokens=context_tokens,
                 record=str(record) if record else None,
                 cassette=str(cassette) if cassette else None).items() if v is not None}
             if llm_given:  # saved with the run's config, so --resume talks to the same LLM

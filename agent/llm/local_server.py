@@ -11,6 +11,7 @@ answers it is given, in order, or asks a ``responder`` callable.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class Reply:
     prompt_tokens: int | None = None  # default: words in the prompt
     completion_tokens: int | None = None  # default: words in the answer
     finish_reason: str = "stop"
+    chunk_delay_s: float = 0.0  # streamed answers: sleep between chunks (after delay_s)
 
 
 Responder = Callable[[dict], "Reply | str"]
@@ -50,6 +52,8 @@ class ScriptedServer:
         self.responder = responder
         self.model = model
         self.requests: list[Received] = []
+        self.context: int | None = None  # reported as /v1/models max_model_len (vLLM-style)
+        self.props: dict | None = None  # llama.cpp-style /props (n_ctx, total_slots)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -92,9 +96,17 @@ class ScriptedServer:
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
-            def do_GET(self) -> None:  # /v1/models, as some clients probe it
-                self._send(200, {}, json.dumps({"object": "list", "data": [
-                    {"id": server.model, "object": "model", "owned_by": "archlore"}]}))
+            def do_GET(self) -> None:  # /v1/models (+ llama.cpp's /props, /health) for probes
+                if self.path.rstrip("/").endswith("/props") and server.props is not None:
+                    self._send(200, {}, json.dumps(server.props))
+                    return
+                if self.path.rstrip("/").endswith("/health"):
+                    self._send(200, {}, json.dumps({"status": "ok"}))
+                    return
+                model = {"id": server.model, "object": "model", "owned_by": "archlore"}
+                if server.context is not None:
+                    model["max_model_len"] = server.context
+                self._send(200, {}, json.dumps({"object": "list", "data": [model]}))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
@@ -106,6 +118,9 @@ class ScriptedServer:
                     return
                 server.requests.append(Received(time.monotonic(), self.path, body))
                 reply = server._next_reply(body)
+                if body.get("stream") and reply.status == 200 and reply.body is None:
+                    self._stream(reply, body)
+                    return
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 payload = reply.body if reply.body is not None else json.dumps(
@@ -113,6 +128,43 @@ class ScriptedServer:
                     {"error": {"message": reply.text or f"scripted HTTP {reply.status}",
                                "type": "scripted"}})
                 self._send(reply.status, reply.headers, payload)
+
+            def _stream(self, reply: Reply, body: dict) -> None:
+                """Server-sent events as OpenAI streams them: role, text pieces, the finish
+                reason, a usage chunk when asked (stream_options.include_usage), [DONE]."""
+                full = _completion(reply, body, server.model)
+                base = {k: full[k] for k in ("id", "created", "model")}
+                base["object"] = "chat.completion.chunk"
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.send_header("Connection", "close")
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.flush()
+                    if reply.delay_s:  # a long prefill: nothing on the wire until the 1st token
+                        time.sleep(reply.delay_s)
+                    pieces = re.findall(r"\s*\S+\s*", reply.text) or [reply.text]
+                    for i, piece in enumerate(pieces):
+                        delta = {"content": piece} if i else {"role": "assistant", "content": piece}
+                        self._event({**base, "choices": [{"index": 0, "delta": delta,
+                                                          "finish_reason": None}]})
+                        if reply.chunk_delay_s:
+                            time.sleep(reply.chunk_delay_s)
+                    self._event({**base, "choices": [{"index": 0, "delta": {},
+                                                      "finish_reason": reply.finish_reason}]})
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        self._event({**base, "choices": [], "usage": full["usage"]})
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _event(self, data: dict) -> None:
+                self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+                self.wfile.flush()
 
             def _send(self, status: int, headers: dict[str, str], payload: str) -> None:
                 data = payload.encode()

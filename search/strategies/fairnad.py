@@ -18,6 +18,19 @@ goals trade against, e.g. MACs or latency):
   mutator as an ``IdeaRecord``; each lineage keeps a short history of typed ``Outcome``s
   (verdict, move, metric deltas, duplicate_of) handed over as ``ParentInfo.history``; a mutator
   that reads paper text also gets the idea's chunks;
+- knowledge, not hand-set weights (NB201 space): a prior over cell operations computed from
+  the run's ideas (``search.prior.OpPrior``: their ``cell_ops`` and reported accuracy effects)
+  is the mean of a Bayesian linear model of quality (``search.prior.CellModel``) that every
+  tell updates, so the prior's weight decays as in-run evidence accumulates; each proposal
+  screens ``screen`` answers of a cost-free (offline) mutator and keeps the one a Thompson
+  sample of the model ranks highest among cells not yet scored (``screen=1``: no screening);
+- feedback that re-weights: ``sampler="bandit"`` (default) draws ideas by Thompson sampling
+  on "the child beat its parent" inside a fairness floor (``floor``: that share of draws is
+  the paper's fair draw, so every category keeps at least ``floor / n_categories``);
+  ``sampler="fair"`` is the paper's fair sampling alone (category uniform, least-tried first);
+- ablations as options: ``start="random"`` (no classic start cells), ``prior="flat"``
+  (op values 0: evidence only), ``ideas="random"`` (every idea's cell ops replaced by random
+  ones, seeded by the run seed; the prior is then computed from those);
 - ideas the mutator cannot apply (``Mutator.unsupported_reason``) are left out of the draw
   and counted in ``stats()["unsupported_ideas"]`` with the reason.
 
@@ -28,20 +41,21 @@ Determinism: ``ask`` changes no state but ``asked`` (all randomness from ``self.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from archlore.knowledge.schema import Direction, Idea
 from archlore.search.feedback import IdeaStats, objective_values, outcome
 from archlore.search.pareto import crowding_distance, non_dominated_mask
+from archlore.search.prior import CELL_OP_EFFECT, DEFAULT_STRENGTH, CellModel, OpPrior
 from archlore.search.protocol import Goal, MutationRequest, Outcome, ParentInfo
 from archlore.search.records import Candidate, Proposal
 from archlore.search.registry import register_strategy
-from archlore.search.sampler import FairIdeaSampler
+from archlore.search.sampler import BanditIdeaSampler, FairIdeaSampler
 from archlore.search.strategies.base import Strategy, StrategyContext
 from pydantic import BaseModel, ConfigDict, Field
 
-OPERATORS = ("idea", "pareto", "refine", "crossover")
+OPERATORS = ("idea", "pareto", "refine", "crossover", "model")
 HISTORY = 5  # lineage outcomes handed to the mutator
 
 
@@ -54,6 +68,9 @@ class MutationMix(BaseModel):
     pareto: float = Field(0.3, ge=0)  # goal depends on where the parent sits on the front
     refine: float = Field(0.15, ge=0)  # continue the most promising lineage
     crossover: float = Field(0.15, ge=0)
+    # the cell the model's Thompson sample ranks highest among all unscored cells (spaces
+    # that can be enumerated, i.e. NB201, with a cell model; elsewhere it falls back to idea)
+    model: float = Field(0.0, ge=0)
 
 
 class FairNADOptions(BaseModel):
@@ -61,6 +78,16 @@ class FairNADOptions(BaseModel):
 
     n_seeds: int = Field(6, ge=0)  # initial candidates (the space's seeds, then random)
     mutation: MutationMix = Field(default_factory=MutationMix)
+    sampler: Literal["fair", "bandit"] = "bandit"  # "fair": the paper's sampling alone
+    floor: float = Field(0.5, ge=0, le=1)  # bandit: share of draws that are fair draws
+    start: Literal["classic", "random"] = "classic"  # initial cells: the space's seeds or random
+    prior: Literal["knowledge", "flat"] = "knowledge"  # op prior from the ideas, or all 0
+    prior_strength: float = Field(DEFAULT_STRENGTH, gt=0)  # pseudo-observations per coefficient
+    ideas: Literal["corpus", "random"] = "corpus"  # ablation: random cell ops for every idea
+    screen: int = Field(8, ge=1)  # cost-free mutator answers screened per proposal (NB201)
+    # NB201: the first proposal is the prior's own best cell (the cell model's mean argmax
+    # before any evidence), then the start cells
+    prior_start: bool = False
 
 
 def effect_of(idea: Idea, field: str | None) -> Direction | None:
@@ -97,12 +124,24 @@ class FairNAD(Strategy):
         self.quality, self.cost = ctx.objectives[0], ctx.objectives[1]
         self.use_chunks = bool(ctx.mutator.uses_paper_text)
         ideas = list(ctx.ideas if ctx.ideas is not None else load_ideas(ctx.knowledge))
+        if self.opts.ideas == "random":
+            ideas = randomised_ideas(ideas, ctx.seed)
         self.unsupported: dict[str, str] = {}  # idea id -> why this mutator cannot apply it
         for idea in ideas:
             why = ctx.mutator.unsupported_reason(idea, self.space.name)
             if why:
                 self.unsupported[idea.id] = why
-        self.sampler = FairIdeaSampler(i for i in ideas if i.id not in self.unsupported)
+        usable = [i for i in ideas if i.id not in self.unsupported]
+        self.sampler = (BanditIdeaSampler(usable, self.opts.floor)
+                        if self.opts.sampler == "bandit" else FairIdeaSampler(usable))
+        self.rewards: dict[str, tuple[int, int]] = {}  # idea id -> (children better, children)
+        self.op_prior = OpPrior.from_ideas(ideas) if self.opts.prior == "knowledge" else (
+            OpPrior.flat())
+        self.model = (CellModel(self.op_prior, self.opts.prior_strength)
+                      if self.space.name == "nb201" else None)
+        self.seen: set[str] = set()  # archs told so far
+        self.screened = 0
+        self._all: list[str] | None = None  # proposals where screening changed the mutator's first answer
         self.idea_stats = IdeaStats()
         self.archive: dict[int, Candidate] = {}
         self.front: list[int] = []
@@ -139,6 +178,11 @@ class FairNAD(Strategy):
 
     def _propose_mutation(self, rng: np.random.Generator, force: str | None = None) -> Proposal:
         op = force or str(rng.choice(OPERATORS, p=[self.mix[o] for o in OPERATORS]))
+        if op == "model":
+            prop = self._model_pick(rng)
+            if prop is not None:
+                return prop
+            op = "idea"
         if op == "crossover" and len(self.front) < 2:
             op = "idea"
         if op == "refine":
@@ -164,9 +208,8 @@ class FairNAD(Strategy):
 
             idea = None
             if allowed is not None:
-                idea = self.sampler.draw(rng, self.idea_stats,
-                                         lambda i, a=allowed, u=untried: u(i) and a(i))
-            idea = idea or self.sampler.draw(rng, self.idea_stats, untried)
+                idea = self._draw(rng, lambda i, a=allowed, u=untried: u(i) and a(i))
+            idea = idea or self._draw(rng, untried)
             if idea is None and cat is not None:  # the category holds only no-ops here
                 cat = None
                 continue
@@ -180,11 +223,23 @@ class FairNAD(Strategy):
         # every drawn idea was already in the parent: continue its lineage with a small move
         return self._mutate("refine", [parent], None, None, rng)
 
+    def _draw(self, rng: np.random.Generator, allowed: Callable[[Idea], bool]) -> Idea | None:
+        if isinstance(self.sampler, BanditIdeaSampler):
+            return self.sampler.draw(rng, self.idea_stats, allowed, self.rewards)
+        return self.sampler.draw(rng, self.idea_stats, allowed)
+
     def _initial(self, k: int, rng: np.random.Generator) -> Proposal:
         c = self.ctx.constraints
         if self._seeds is None:
             self._seeds = list(self.space.seeds(c))
-        if k < len(self._seeds):
+            if self.opts.prior_start and self.model is not None:
+                from archlore.search.spaces.nb201 import all_archs
+
+                archs = all_archs()
+                best = archs[int(np.argmax(CellModel.score_with(self.model._posterior()[0],
+                                                                archs)))]
+                self._seeds = [best] + [g for g in self._seeds if g != best]
+        if k < len(self._seeds) and self.opts.start == "classic":
             genome, op = self._seeds[k], "init"
         else:
             genome, op = self.space.random(rng, c), "random"
@@ -198,6 +253,7 @@ class FairNAD(Strategy):
             chunks=self._idea_chunks(idea), goal=goal, objectives=[o.name for o in self.objectives], constraints=self.ctx.constraints,
             seed=int(rng.integers(2**31)))
         res = self.ctx.mutator.mutate(req)
+        res = self._screen(req, res, rng)
         produced = res.code if self.space.needs_code else (res.arch or res.code)
         return Proposal(code=res.code, arch=res.arch, parents=parents,
                         idea_id=idea.id if idea is not None and res.applied_idea else None,
@@ -207,6 +263,46 @@ class FairNAD(Strategy):
                         prompt=res.prompt, response=res.response, usage=res.usage,
                         notes=res.notes,
                         error=None if produced else (res.error or "the mutator returned nothing"))
+
+    def _model_pick(self, rng: np.random.Generator) -> Proposal | None:
+        """The unscored cell a Thompson sample of the cell model ranks highest."""
+        if self.model is None:
+            return None
+        if self._all is None:
+            from archlore.search.spaces.nb201 import all_archs
+
+            self._all = all_archs()
+        w = self.model.sample(rng)
+        scores = CellModel.score_with(w, self._all)
+        for i in np.argsort(-scores, kind="stable"):
+            arch = self._all[int(i)]
+            if arch not in self.seen:
+                best = max(self.front, key=lambda c: -self.quality.minimised(
+                    self._values(c)[self.quality.name]))
+                return self.proposal(arch, operator="mutate", parents=[best], move="model",
+                                     notes="Thompson sample of the cell model (prior + evidence)")
+        return None
+
+    def _screen(self, req: MutationRequest, first: Any, rng: np.random.Generator) -> Any:
+        """Ask a cost-free mutator for ``screen - 1`` more answers (other seeds) and keep the
+        one a Thompson sample of the cell model ranks highest among unscored cells."""
+        k = self.opts.screen
+        if (self.model is None or k <= 1 or first.status != "ok" or not first.arch
+                or first.usage.calls or first.usage.cost_usd):
+            return first
+        answers = [first]
+        for _ in range(k - 1):
+            res = self.ctx.mutator.mutate(req.model_copy(update={"seed": int(rng.integers(2**31))}))
+            if res.status == "ok" and res.arch:
+                answers.append(res)
+        w = self.model.sample(rng)
+        fresh = [a for a in answers if a.arch not in self.seen]
+        if not fresh:
+            return first
+        scores = CellModel.score_with(w, [a.arch for a in fresh])
+        best = fresh[int(np.argmax(scores))]
+        self.screened += best is not first
+        return best
 
     def _parent_info(self, cid: int) -> ParentInfo:
         c = self.archive[cid]
@@ -291,9 +387,19 @@ class FairNAD(Strategy):
             self.front = [i for i, k in zip(ids, keep, strict=True) if k]
             on_front = bool(keep[-1])
         parent = self.archive.get(c.parents[0]) if c.parents else None
+        theirs = objective_values(parent, self.objectives)
         if c.status != "duplicate":
-            self.idea_stats.record(c.idea_id, mine, objective_values(parent, self.objectives),
-                                   on_front)
+            self.idea_stats.record(c.idea_id, mine, theirs, on_front)
+            if c.idea_id:
+                good, n = self.rewards.get(c.idea_id, (0, 0))
+                q = self.quality
+                better = (mine is not None and theirs is not None
+                          and q.minimised(mine[q.name]) < q.minimised(theirs[q.name]))
+                self.rewards[c.idea_id] = (good + int(better), n + 1)
+        if c.arch:
+            self.seen.add(c.arch)
+            if mine is not None and self.model is not None:
+                self.model.observe(c.arch, -self.quality.minimised(mine[self.quality.name]))
         line = outcome(c, parent, self.objectives)
         if parent is not None:
             self.history.setdefault(parent.id, []).append(line)
@@ -309,7 +415,25 @@ class FairNAD(Strategy):
         return {"asked": self.asked, "front": list(self.front),
                 "categories": self.sampler.categories,
                 "idea_stats": self.idea_stats.as_dict(), "operators": self.op_counts,
-                "unsupported_ideas": dict(sorted(self.unsupported.items()))}
+                "unsupported_ideas": dict(sorted(self.unsupported.items())),
+                "idea_rewards": {k: list(v) for k, v in sorted(self.rewards.items())},
+                "op_prior": self.op_prior.describe(),
+                "model": None if self.model is None else {
+                    "observed": self.model.n, "prior_weight": round(self.model.prior_weight(), 4),
+                    "op_values": self.model.op_values(), "screened": self.screened}}
 
 
-__all__ = ["FairNAD", "FairNADOptions", "MutationMix", "load_ideas"]
+def randomised_ideas(ideas: list[Idea], seed: int) -> list[Idea]:
+    """Ablation: the same ideas with random ``cell_ops`` (as many as before), seeded."""
+    rng = np.random.default_rng([seed, 20170])
+    names = sorted(CELL_OP_EFFECT)
+    out = []
+    for idea in sorted(ideas, key=lambda i: i.id):
+        if idea.cell_ops:
+            ops = [names[int(k)] for k in rng.integers(len(names), size=len(idea.cell_ops))]
+            idea = idea.model_copy(update={"cell_ops": ops})
+        out.append(idea)
+    return out
+
+
+__all__ = ["FairNAD", "FairNADOptions", "MutationMix", "load_ideas", "randomised_ideas"]

@@ -51,6 +51,19 @@ SWNASOptions = create_model(  # SearchSettings' fields (same defaults) + the str
 )
 
 
+def _mutator_advisor(mutator: Any, seed: int) -> Any:
+    """The LLM step as a typed request through the mutator protocol: operator ``swnas`` with
+    the signals, answered with ``MutationResult.space_edits`` (none when it failed)."""
+    from archlore.search.protocol import MutationRequest
+
+    def advisor(signals: Any) -> list:
+        res = mutator.mutate(MutationRequest(operator="swnas", space="nb201", signals=signals,
+                                             seed=seed * 1_000_003 + signals.epoch))
+        return list(res.space_edits) if res.status == "ok" else []
+
+    return advisor
+
+
 def settings_from_options(ctx: StrategyContext, opts: BaseModel) -> tuple[SearchSettings, Any]:
     """(SearchSettings, advisor callable or None) from the context and validated options."""
     fields = {k: getattr(opts, k) for k in _SETTING_FIELDS if k in opts.model_fields_set}
@@ -62,9 +75,9 @@ def settings_from_options(ctx: StrategyContext, opts: BaseModel) -> tuple[Search
     if opts.advisor == "rules":
         advisor, label = advise, "rules"
     elif opts.advisor == "mutator":
-        advisor = getattr(ctx.mutator, "advise_swnas", None)
-        if advisor is None:
-            raise ValueError("swnas advisor='mutator' needs a mutator with advise_swnas()")
+        if ctx.mutator is None:
+            raise ValueError("swnas advisor='mutator' needs a mutator")
+        advisor = _mutator_advisor(ctx.mutator, ctx.seed)
         label = f"mutator:{type(ctx.mutator).__name__}:{getattr(ctx.mutator, 'model', '')}"
     else:
         advisor, label = None, "none"

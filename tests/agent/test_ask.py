@@ -84,8 +84,8 @@ def test_ask_over_http_then_replay_without_server(server, tmp_path, monkeypatch)
 
 def test_ask_rejects_bad_requests(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHLORE_HOME", str(tmp_path))
-    result = CliRunner().invoke(app, ["ask", "an MNIST classifier"])
-    assert result.exit_code == 2 and "'mnist' is not supported" in result.output
+    result = CliRunner().invoke(app, ["ask", "an SVHN classifier"])
+    assert result.exit_code == 2 and "'svhn' is not supported" in result.output
 
 
 def _cand(cid, parents, idea_id, acc, macs=1000, status="ok"):

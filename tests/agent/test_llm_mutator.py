@@ -60,6 +60,11 @@ IDEA = Idea(id="squeeze-excitation", name="Squeeze-and-Excitation", category=Cat
                 quote="SE blocks bring significant improvements at slight computational cost")])
 
 
+CHILD = PARENT.replace("self.conv2 = nn.Conv2d(16, 32, 3, padding=1)",
+                       "self.conv2 = nn.Conv2d(16, 32, 3, padding=1)\n        self.bn2 = nn.BatchNorm2d(32)"
+                       ).replace("x = F.relu(self.conv2(x))", "x = F.relu(self.bn2(self.conv2(x)))")
+
+
 def valid_child(code: str) -> bool:
     """Static policy + build + shape check on the digits shape, within the MACs cap."""
     assert policy.check_source(code) == [], policy.check_source(code)
@@ -125,15 +130,15 @@ def test_full_code_answer_is_accepted_in_delta_mode(server, make_model):
 
 
 def test_full_mode_asks_for_complete_code(server, make_model):
-    server.script = ["```python\n" + PARENT + "```"]
+    server.script = ["```python\n" + CHILD + "```"]
     result = LLMMutator(make_model(), mode="full").mutate(request(operator="refine"))
     assert result.mode == "full" and valid_child(result.code)
     assert "single ```python fenced block" in server.requests[0].body["messages"][0]["content"]
 
 
 def test_policy_violation_goes_back_for_repair(server, make_model):
-    evil = "```python\nimport os\n" + PARENT + "```"
-    server.script = [evil, "```python\n" + PARENT + "```"]
+    evil = "```python\nimport os\n" + CHILD + "```"
+    server.script = [evil, "```python\n" + CHILD + "```"]
     result = LLMMutator(make_model(), mode="full", max_repair_turns=1).mutate(request())
     assert result.error is None and valid_child(result.code)
     feedback = server.requests[1].body["messages"][-1]["content"]
@@ -142,7 +147,7 @@ def test_policy_violation_goes_back_for_repair(server, make_model):
 
 
 def test_repair_turns_are_bounded(server, make_model):
-    evil = "```python\nimport subprocess\n" + PARENT + "```"
+    evil = "```python\nimport subprocess\n" + CHILD + "```"
     server.script = [evil] * 3
     result = LLMMutator(make_model(), mode="full", max_repair_turns=2).mutate(request())
     assert result.code is None and "subprocess" in result.error
@@ -192,7 +197,7 @@ def test_truncated_answer_is_reported(server, make_model):
     server.script = [Reply("```python\n" + PARENT[:260], finish_reason="length")]
     result = LLMMutator(make_model(), mode="full", max_repair_turns=0).mutate(request())
     assert result.code is None and "truncated" in result.error
-    assert "max_tokens" in result.notes
+    assert "generation cap" in result.notes
 
 
 def test_init_and_nb201_cells(server, make_model):

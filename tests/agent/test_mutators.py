@@ -13,7 +13,7 @@ from tests.agent.conftest import PARENT
 
 
 def test_make_llm_mutator_over_http_with_options(server, tmp_path):
-    server.script = ["```python\n" + PARENT + "```"]
+    server.script = ["```python\n" + PARENT.replace("16, 32", "16, 48").replace("(32, num", "(48, num") + "```"]
     cassette = tmp_path / "rec.jsonl"
     mutator = make_mutator("openai", base_url=server.base_url, model="m-1", mode="full",
                            max_repair_turns=0, record=str(cassette), api_key=None)
@@ -29,5 +29,5 @@ def test_make_llm_mutator_over_http_with_options(server, tmp_path):
 def test_make_mutator_rejects_unknown_backend_and_mode():
     with pytest.raises(ValueError, match="unknown LLM backend 'gpt5'"):
         make_mutator("gpt5")
-    with pytest.raises(ValueError, match="mode must be 'delta' or 'full'"):
+    with pytest.raises(ValueError, match="mode must be one of delta, full, structured"):
         make_mutator("scripted", mode="diff")

