@@ -39,6 +39,7 @@ class FileResult:
     ideas_new: int = 0
     ideas_merged: int = 0
     error: str = ""  # one line, for status == "error"; the reason for "skipped"
+    warning: str = ""  # ingested, but e.g. every idea the extractor proposed was dropped
     seconds: float = 0.0
 
 
@@ -152,7 +153,9 @@ def _ingest_one(store: KnowledgeStore, path: Path, extractor: Extractor,
         raise PdfError("no usable text outside reference sections")
     chunks = chunk_segments(doc.paper_id, segments)
     step(0.3, f"extracting ideas ({extractor.name})")
+    dropped_before = len(getattr(extractor, "dropped", []))
     ideas = extractor.extract(PaperText(doc.paper_id, doc.title, segments))
+    dropped = list(getattr(extractor, "dropped", []))[dropped_before:]
     step(0.5, f"embedding {len(chunks)} chunks")
     vectors = store.embedder.embed([c.text for c in chunks])
     step(0.9, "writing")
@@ -162,9 +165,17 @@ def _ingest_one(store: KnowledgeStore, path: Path, extractor: Extractor,
     added = store.commit_paper(paper, chunks, vectors, ideas)
     if added.duplicate_of is not None:  # another process stored it while we extracted
         return _skipped(path, added.duplicate_of, doc)
+    warning = ""
+    if not ideas and dropped:  # the extractor proposed ideas but none kept verifiable evidence
+        reasons: dict[str, int] = {}
+        for _, why in dropped:
+            reasons[why] = reasons.get(why, 0) + 1
+        warning = (f"0 ideas kept of {len(dropped)} proposed: "
+                   + "; ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+                   + " (the paper's text is stored and searchable)")
     return FileResult(path, "ingested", paper_id=paper.id, title=paper.title,
                       pages=paper.pages, chunks=len(chunks), ideas_new=len(added.new),
-                      ideas_merged=len(added.merged))
+                      ideas_merged=len(added.merged), warning=warning)
 
 
 def _skipped(path: Path, known: Paper, doc) -> FileResult:

@@ -102,9 +102,12 @@ def ingest_cmd(
     for col in ("file", "status", "paper", "pages", "chunks", "ideas new", "ideas merged", "note"):
         table.add_column(col, overflow="fold")
     for f in summary.files:
-        style = {"ingested": "green", "skipped": "yellow", "error": "red"}[f.status]
-        table.add_row(safe(f.path), Text(f.status, style=style), safe(f.paper_id), str(f.pages),
-                      str(f.chunks), str(f.ideas_new), str(f.ideas_merged), safe(f.error))
+        status = "no ideas" if f.status == "ingested" and f.warning else f.status
+        style = {"ingested": "green", "skipped": "yellow", "error": "red",
+                 "no ideas": "yellow"}[status]
+        table.add_row(safe(f.path), Text(status, style=style), safe(f.paper_id), str(f.pages),
+                      str(f.chunks), str(f.ideas_new), str(f.ideas_merged),
+                      safe(f.error or f.warning))
     table.add_row(Text("total", style="bold"), f"{summary.ingested} ok / {summary.skipped} "
                   f"skipped / {len(summary.errors)} errors", "", str(summary.pages),
                   str(summary.chunks), str(summary.ideas_new), str(summary.ideas_merged), "")
@@ -112,6 +115,10 @@ def ingest_cmd(
     for f in summary.errors:  # one unwrapped line per bad file, whatever the terminal width
         console.print(Text.assemble(("error: ", "red"), safe(f"{f.path}: {f.error}")),
                       soft_wrap=True)
+    for f in summary.files:  # ingested, but nothing verifiable came out of it: say so per file
+        if f.status == "ingested" and f.warning:
+            console.print(Text.assemble(("warning: ", "yellow"), safe(f"{f.path}: {f.warning}")),
+                          soft_wrap=True)
     if not summary.ok:
         raise typer.Exit(1)
 

@@ -89,3 +89,27 @@ def test_llm_extraction_over_http_fills_the_template(served, make_store, tmp_pat
     assert gelu.llm_only and "rejected" in gelu.apply_note  # its invalid edit was dropped
     assert store.get("mish") is None  # only mentioned: not an idea of this paper
     assert ("Mish", "only mentioned by the paper") in extractor.dropped
+
+
+def test_an_llm_answer_without_verifiable_quotes_is_reported_per_file(make_store, tmp_path):
+    """A schema-valid answer whose quotes are paraphrases keeps no idea: the file is stored
+    (its text is searchable) but reported with a warning, not as a plain success."""
+    pytest.importorskip("openai")
+    from archlore.agent.llm.local_server import ScriptedServer
+    from archlore.agent.llm.openai_backend import OpenAIModel
+    from archlore.knowledge.extract_llm import LLMExtractor
+
+    def paraphrase(body: dict) -> str:
+        return json.dumps({"ideas": [{
+            "name": "Channel gating", "category": "attention", "relation": "proposes",
+            "description": "Gates channels.",
+            "evidence": [{"page": 2, "quote": "The authors gate channels with a tiny network, "
+                                              "which the model paraphrased."}]}]})
+
+    pdf = write_pdf(tmp_path / "p.pdf", paper_pages())
+    with ScriptedServer(responder=paraphrase, model="small-local") as server:
+        model = OpenAIModel(base_url=server.base_url, api_key="x", model="small-local",
+                            timeout_s=10.0, max_retries=1, backoff_initial_s=0.01)
+        (res,) = make_store().ingest([pdf], extractor=LLMExtractor(model)).files
+    assert res.status == "ingested" and res.ideas_new == 0 and res.chunks > 0
+    assert res.warning.startswith("0 ideas kept of ") and "quote" in res.warning
