@@ -338,6 +338,16 @@ def strip_fences(text: str) -> str:
 # ---------------------------------------------------------------- weak answers
 
 
+def _drop_docstrings(tree: ast.AST) -> None:
+    """Remove every module/class/function docstring in place."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+
+
 def normalized(code: str) -> str | None:
     """The code's behaviour-relevant form: its AST with comments, docstrings and layout
     dropped (so a child that only rewrote comments, e.g. the ``# archlore-spec:`` header, or
@@ -346,12 +356,7 @@ def normalized(code: str) -> str | None:
         tree = ast.parse(code)
     except SyntaxError:
         return None
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+    _drop_docstrings(tree)
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
@@ -377,12 +382,7 @@ def compact_code(code: str) -> str:
         tree = ast.parse(code)
     except SyntaxError:
         return code
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+    _drop_docstrings(tree)
     try:
         return prune_to_net(tree, "Net", None)
     except CodeParseError:
