@@ -74,7 +74,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "fairnad-bare": ("fairnad", {"start": "random", "prior": "flat", "ideas": "random"}),
 }
 PEERS = ("random", "rea", "rea-tuned", "local", "tpe", "llmatic")  # not knowledge-driven
-IMAGE_SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "ImageNet16-120": (3, 16, 120)}
 
 
 def resolve_config(name: str) -> tuple[str, dict[str, Any]]:

@@ -211,12 +211,6 @@ class RunStore:
             args.append(eval_status)
         return self.db.execute(q, args).fetchone()[0]
 
-    def points(self) -> list[tuple[int, float, int]]:
-        """(id, val_acc, macs) of every valid candidate, id order."""
-        return list(self.db.execute(
-            "SELECT id, val_acc, macs FROM candidates WHERE eval_status='ok'"
-            " AND val_acc IS NOT NULL AND macs IS NOT NULL ORDER BY id"))
-
     def usage(self) -> Usage:
         total = Usage()
         for (u,) in self.db.execute("SELECT usage FROM candidates"):
