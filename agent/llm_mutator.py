@@ -244,7 +244,9 @@ class _Session:
                          + (f" (trimmed: {', '.join(self.trimmed)})" if self.trimmed else ""))
         return MutationResult(status=status, code=code, arch=arch, mode=mode, prompt=prompt,
                               response="\n\n----- next turn -----\n\n".join(self.responses),
-                              usage=self.usage, error=error, notes="; ".join(notes),
+                              usage=self.usage.model_copy(
+                                  update={"trimmed_prompts": int(bool(self.trimmed))}),
+                              error=error, notes="; ".join(notes),
                               space_edits=space_edits or [], move=move,
                               prompt_tokens_est=self.prompt_est, prompt_trimmed=self.trimmed)
 

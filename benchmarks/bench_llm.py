@@ -19,7 +19,7 @@ check (after the static policy): only point this at endpoints you trust.
 
 With no ``--base-url`` the answers come from a scripted local server that applies a fixed
 edit and, to exercise the failure paths, deliberately breaks the answers for the last idea
-(1 pair in 4: a mistyped SEARCH line in delta mode, a truncated answer in full mode). Those numbers measure the
+(a mistyped SEARCH line in delta mode, a truncated answer in full mode). Those numbers measure the
 harness, NOT a model; the output says so.
 """
 
@@ -46,8 +46,10 @@ from archlore.evaluator import policy  # noqa: E402
 from archlore.evaluator.cascade import build_model, check_shape  # noqa: E402
 from archlore.search.protocol import Constraints, MutationRequest, ParentInfo  # noqa: E402
 from archlore.search.spaces.open import OpenSpace  # noqa: E402
+from archlore.search.spaces.open_spec import apply_edits  # noqa: E402
 
-IDEA_IDS = ("squeeze-excitation", "gelu", "identity-shortcut", "head-dropout")
+IDEA_IDS = ("squeeze-excitation", "gelu", "identity-shortcut", "depthwise-separable",
+            "anti-aliased-downsampling", "bottleneck-transformer", "group-norm", "head-dropout")
 BROKEN_CATEGORY = "regularization"  # category of IDEA_IDS[-1]: its scripted answers are broken
 DIGITS = Constraints(dataset="digits", in_channels=1, num_classes=10, image_size=8)
 
@@ -61,6 +63,17 @@ def pairs() -> list[tuple[str, str, object]]:
         raise SystemExit(f"ideas missing from the corpus: {missing}")
     return [(spec.name, space.render(spec, DIGITS), ideas[idea_id])
             for spec in space.seeds(DIGITS) for idea_id in IDEA_IDS]
+
+
+def applicable(parent_name: str, idea) -> bool:
+    """Whether the idea changes this parent at all: its own edits give a different spec. Where
+    the parent already has the idea (a ResNet seed and identity shortcuts), ``no_op`` is the
+    right answer, so such pairs are scored apart and kept out of the changed-and-valid rate."""
+    spec = next(s for s in OpenSpace().seeds(DIGITS) if s.name == parent_name)
+    try:
+        return apply_edits(spec, list(idea.edits)) != spec
+    except ValueError:
+        return True
 
 
 def is_valid(code: str | None) -> tuple[bool, str]:
@@ -79,7 +92,7 @@ def is_valid(code: str | None) -> tuple[bool, str]:
 
 def scripted_responder(body: dict) -> str:
     """A fixed, plausible edit of the parent (its activation -> SiLU); the answers for the
-    last idea of IDEA_IDS (1 pair in 4) are deliberately broken."""
+    last idea of IDEA_IDS are deliberately broken."""
     system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
     broken = f"({BROKEN_CATEGORY})" in user
     if "response_format" in body or '"edits"' in system:
@@ -123,6 +136,7 @@ def run_mode(base_url: str, model_id: str, api_key: str, mode: str, retries: boo
                          max_repair_turns=1 if retries else 0, temperature=temperature,
                          context_tokens=context_tokens)
     counts = {"changed_valid": 0, "no_op": 0, "echo": 0, "invalid": 0}
+    present = {"pairs": 0, "no_op": 0}  # pairs whose parent already has the idea
     answered_as: dict[str, int] = {}
     reasons, seconds, prompt_est = [], [], []
     start = time.perf_counter()
@@ -135,10 +149,15 @@ def run_mode(base_url: str, model_id: str, api_key: str, mode: str, retries: boo
         seconds.append(time.perf_counter() - t0)
         prompt_est.append(result.prompt_tokens_est)
         kind, why = classify(result, code)
-        counts[kind] += 1
+        if not applicable(pname, idea):
+            present["pairs"] += 1
+            present["no_op"] += kind == "no_op"
+            kind = f"{kind} (idea already in the parent)"
+        else:
+            counts[kind] += 1
         if result.code:
             answered_as[result.mode] = answered_as.get(result.mode, 0) + 1
-        if kind != "changed_valid":
+        if kind not in ("changed_valid", "no_op (idea already in the parent)"):
             reasons.append(f"{pname} + {idea.id}: {kind}: {why}"[:200])
         print(f"  [{mode}] {k + 1}/{len(work)} {pname} + {idea.id}: {kind} "
               f"({seconds[-1]:.1f}s, prompt ~{result.prompt_tokens_est} tok, "
@@ -146,8 +165,10 @@ def run_mode(base_url: str, model_id: str, api_key: str, mode: str, retries: boo
     total = time.perf_counter() - start
     u = model.usage
     valid = counts["changed_valid"]
-    return {"mode": mode, "pairs": len(work), **counts,
-            "changed_valid_rate": valid / len(work) if work else 0.0,
+    scored = len(work) - present["pairs"]
+    return {"mode": mode, "pairs": scored, **counts,
+            "already_present": present["pairs"], "already_present_no_op": present["no_op"],
+            "changed_valid_rate": valid / scored if scored else 0.0,
             "calls": u.calls, "prompt_tokens": u.prompt_tokens,
             "completion_tokens": u.completion_tokens,
             "prompt_tokens_est_mean": statistics.mean(prompt_est) if prompt_est else 0,
@@ -217,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
           f"seeds; answers from {source}; retries {'on' if args.retries else 'off'}; "
           f"load average {load[0]:.1f} at start, {load_end[0]:.1f} at end, {os.cpu_count()} "
           f"CPUs; changed-and-valid = static policy + shape check on digits (1x8x8 -> 10) and "
-          f"not the parent copied")
+          f"not the parent copied; pairs whose parent already has the idea are scored apart")
     print(f"{'mode':<10} {'chg+valid':>9} {'rate':>6} {'no-op':>5} {'echo':>5} {'inval':>5} "
           f"{'calls':>5} {'prompt':>7} {'compl':>6} {'s/med':>7} {'s/valid':>8}  answered as")
     for r in rows:
@@ -226,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['changed_valid_rate']:>6.0%} {r['no_op']:>5} {r['echo']:>5} {r['invalid']:>5} "
               f"{r['calls']:>5} {r['prompt_tokens']:>7} {r['completion_tokens']:>6} "
               f"{r['seconds_median']:>7.1f} {spv:>8}  {r['answered_as']}")
+        if r["already_present"]:
+            print(f"{'':<10} + {r['already_present']} pairs whose parent already has the idea: "
+                  f"{r['already_present_no_op']} answered no-op (the right answer)")
     for r in rows:
         for f in r["failures"][:4]:
             print(f"  {r['mode']} failure: {f}")
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['mode']} {r['unbudgeted']:.0f} -> {r['budgeted']:.0f} at --context-tokens "
         f"{r['context_tokens']}" for r in sizes))
     if server is not None:
-        print("NOTE: scripted answers (1 pair in 4 deliberately broken) -- these figures exercise "
+        print("NOTE: scripted answers (the last idea's pairs deliberately broken) -- these figures exercise "
               "the harness only; they say nothing about any model.")
     if args.json:
         args.json.write_text(json.dumps({"source": source, "load_start": load,

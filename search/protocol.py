@@ -20,6 +20,9 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     calls: int = 0
     cost_usd: float = 0.0
+    max_prompt_tokens: int = 0  # the largest single prompt (a 4k-context model's limit is per call)
+    seconds: float = 0.0  # wall time spent waiting for answers
+    trimmed_prompts: int = 0  # mutations whose prompt was cut to fit the context budget
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -27,6 +30,9 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
             cost_usd=self.cost_usd + other.cost_usd,
+            max_prompt_tokens=max(self.max_prompt_tokens, other.max_prompt_tokens),
+            seconds=self.seconds + other.seconds,
+            trimmed_prompts=self.trimmed_prompts + other.trimmed_prompts,
         )
 
 

@@ -224,7 +224,11 @@ class RunStore:
             "SELECT eval_status, COUNT(*) FROM candidates WHERE eval_status IS NOT NULL"
             " GROUP BY eval_status"))
         best = self.db.execute("SELECT MAX(val_acc) FROM candidates WHERE eval_status='ok'").fetchone()[0]
+        # the mutator said the parent already has the change: not a failure of the child
+        no_ops = self.db.execute("SELECT COUNT(*) FROM candidates WHERE mutation_status='no_op'"
+                                 " AND eval_status='failed'").fetchone()[0]
         return {"candidates": sum(rows.values()), "pending": rows.get("pending", 0),
                 "evaluated": rows.get("evaluated", 0), "duplicates": rows.get("duplicate", 0),
                 "valid": evals.get("ok", 0), "rejected": evals.get("rejected", 0),
-                "failed": evals.get("failed", 0) + evals.get("timeout", 0), "best_val_acc": best}
+                "failed": evals.get("failed", 0) + evals.get("timeout", 0) - no_ops,
+                "no_ops": no_ops, "best_val_acc": best}

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 from archlore.agent import config as paths
-from archlore.agent.cli.common import EXIT_NOTHING_FOUND, console, fail, pct, warn
+from archlore.agent.cli.common import EXIT_NOTHING_FOUND, console, err_console, fail, pct, warn
 from rich.markup import escape
 
 
@@ -187,9 +187,16 @@ def ask_cmd(
                         "'uses attention', 'cifar10')")
     run_dir = paths.runs_dir() / cfg.name
     stopped = None
+    from archlore.agent.cli.llm_progress import describe, llm_progress
+
+    def llm_line(p) -> None:  # every 15 s while a call streams: a slow server is not a dead one
+        if not p.done and not as_json:
+            err_console.print(escape(f"LLM call in flight: {describe(p)}"))
+
     try:
-        result = run_search(cfg, paths.runs_dir(), mutator=mutator,
-                            knowledge=_TargetedKnowledge(pool, source))
+        with llm_progress(llm_line):
+            result = run_search(cfg, paths.runs_dir(), mutator=mutator,
+                                knowledge=_TargetedKnowledge(pool, source))
         stopped = result.stop_reason  # e.g. the LLM budget ran out: the engine kept what it had
     except BudgetExceeded as exc:  # spent before the run started (goal parsing)
         stopped = str(exc)

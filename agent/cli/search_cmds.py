@@ -17,6 +17,7 @@ from archlore.agent.cli.common import (
     print_json,
     warn,
 )
+from archlore.agent.cli.llm_progress import LLMActivity, describe, llm_progress
 from rich.markup import escape
 from rich.table import Table
 
@@ -30,6 +31,7 @@ class _LiveView:
         self.name = name
         self.snap: dict[str, Any] = {}
         self.t0 = time.monotonic()
+        self.llm = LLMActivity()
 
     def update(self, snap: dict[str, Any]) -> None:
         self.snap = snap
@@ -52,6 +54,7 @@ class _LiveView:
             ("best val acc", "-" if best is None else f"{100 * best:.2f} %"),
             ("hypervolume", f"{s.get('hypervolume', 0.0):.4f}"),
             ("tokens used", str(s.get("tokens", 0))),
+            ("LLM call", self.llm.line),
             ("elapsed", f"{time.monotonic() - self.t0:.0f} s"),
         ]
         for k, v in rows:
@@ -199,7 +202,7 @@ def search_cmd(
         if live and console.is_terminal:
             from rich.live import Live
 
-            with Live(view, console=console, refresh_per_second=4):
+            with Live(view, console=console, refresh_per_second=4), llm_progress(view.llm):
                 result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
                                     resume=bool(resume), progress=view.update)
         else:
@@ -212,8 +215,13 @@ def search_cmd(
                                   f"{snap['valid']} duplicates {snap['duplicates']} front "
                                   f"{snap['front_size']} hv {snap['hypervolume']:.4f}")
 
-            result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
-                                resume=bool(resume), progress=plain)
+            def llm_line(p) -> None:
+                if not p.done:  # the hook fires every 15 s while a call streams
+                    console.print(escape(f"LLM call in flight: {describe(p)}"))
+
+            with llm_progress(llm_line):
+                result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
+                                    resume=bool(resume), progress=plain)
     except (ConfigError, RunExists, RunStoreError, ResumeMismatch, DatasetError, KeyError,
             ValueError, FileNotFoundError) as exc:
         fail("search", exc)

@@ -95,6 +95,8 @@ class Model(ABC):
             response.usage.cost_usd = self.price.cost(response.usage.prompt_tokens,
                                                       response.usage.completion_tokens)
         response.usage.calls = 1
+        response.usage.max_prompt_tokens = response.usage.prompt_tokens
+        response.usage.seconds = response.latency_s
         self.usage = self.usage + response.usage
         return response
 

@@ -118,6 +118,17 @@ def test_store_round_trip_and_wal(tmp_path):
         RunStore(tmp_path / "missing", create=False)
 
 
+def test_no_op_answers_are_counted_apart_from_failures(tmp_path):
+    with RunStore(tmp_path / "r") as st:
+        failed = Evaluation(status="failed", stage="build", reason="mutator produced no candidate")
+        st.add(Candidate(id=0, code_hash="a", operator="idea", mutation_status="no_op",
+                         error="the parent already has it", status="evaluated", evaluation=failed))
+        st.add(Candidate(id=1, code_hash="b", operator="idea", mutation_status="error",
+                         error="no answer", status="evaluated", evaluation=failed))
+        s = st.summary()
+    assert (s["no_ops"], s["failed"]) == (1, 1)
+
+
 def test_duplicate_id_insert_fails_and_loses_nothing(tmp_path):
     with RunStore(tmp_path / "r") as st:
         st.add(Candidate(id=0, code="a", code_hash="h", operator="init"))

@@ -114,3 +114,35 @@ def test_resume_does_not_refill_the_llm_token_budget(tmp_path):
     assert calls_before == 1
     assert calls_after == calls_before  # the cap covers the whole run, resumed or not
     assert "budget" in again.output.replace("\n", " ")
+
+
+def test_llm_run_shows_calls_in_flight_and_prompt_sizes_in_the_report(tmp_path, monkeypatch):
+    """A slow local server must look busy, not dead; the report says how big the prompts were."""
+    import archlore.agent.llm.openai_backend as ob
+    from archlore.agent.llm.local_server import Reply
+
+    monkeypatch.setattr(ob, "PROGRESS_EVERY_S", 0.0)
+    rng = np.random.default_rng(2)
+    space = NB201Space()
+
+    def answer(body: dict) -> Reply:
+        return Reply("ARCH: " + space.sample(rng), chunk_delay_s=0.01)
+
+    with ScriptedServer(responder=answer) as server:
+        out = CliRunner().invoke(app, [
+            "--data-dir", str(tmp_path), "search", "--space", "nb201", "--dataset", "cifar10",
+            "--table", str(table_path()), "--budget", "8", "--n-seeds", "3", "--no-live",
+            "--name", "shown", "--llm", "openai", "--base-url", server.base_url, "--model", "m"],
+            env={"OPENAI_API_KEY": "k"})
+        prompts = [sum(len(m["content"].split()) for m in r.body["messages"])
+                   for r in server.requests]
+    assert out.exit_code == 0, out.output
+    assert "LLM call in flight: m:" in out.output
+    with RunStore(tmp_path / "runs" / "shown", create=False) as store:
+        usage = store.usage()
+    assert usage.calls == len(prompts) > 0
+    assert usage.max_prompt_tokens == max(prompts)  # the scripted server counts prompt words
+    assert usage.seconds > 0
+    html = (tmp_path / "runs" / "shown" / "report.html").read_text()
+    mean = round(sum(prompts) / len(prompts))
+    assert f"<td>{mean} / {max(prompts)}</td>" in html
