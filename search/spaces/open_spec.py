@@ -15,6 +15,7 @@ stage), ``remove_stage`` (value: an index, default -1; the last remaining stage 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal
 
@@ -193,7 +194,13 @@ def _numeric(model: BaseModel, name: str, op: str, value: Any, path: str) -> Any
     current = getattr(model, name)
     if isinstance(current, bool) or not isinstance(current, int | float):
         raise ValueError(f"cannot {op} non-numeric field {path!r}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, str):  # "4096" from a JSON answer or a YAML file means 4096
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value)):
         raise ValueError(f"{op} on {path!r} needs a number, got {value!r}")
     new = current * value if op == "scale" else current + value
     lo, hi = _bounds(model, name)

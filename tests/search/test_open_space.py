@@ -83,11 +83,18 @@ def test_scale_and_add_clamp_into_bounds():
     assert spec.stages[0].depth == 8 and spec.drop_path == 0.5 and spec.stem.channels == 4
 
 
+def test_numbers_written_as_strings_are_numbers():
+    """A model's JSON answer often quotes numbers ("4096"): that is the number, not an error."""
+    spec = apply_edits(ArchSpec(), [E("add", "head.hidden", "64"), E("scale", "width", "1.5")])
+    assert spec.head.hidden == ArchSpec().head.hidden + 64 and spec.width == 1.5
+
+
 @pytest.mark.parametrize("edit, message", [
     (E("set", "actt", "gelu"), "unknown field 'actt'"),
     (E("set", "act", "swishy"), "invalid value for 'act'"),
     (E("scale", "act", 2), "cannot scale non-numeric"),
     (E("scale", "width", "big"), "needs a number"),
+    (E("add", "drop_path", "nan"), "needs a number"),
     (E("set", "stages[5].depth", 2), "out of range"),
     (E("set", "stages[x].depth", 2), "bad stage index"),
     (E("set", "stem[0].channels", 8), "only 'stages' can be indexed"),
