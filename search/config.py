@@ -104,7 +104,23 @@ _LEGACY = {
     "model": ("llm", "model"),
     "novelty_threshold": ("novelty", "threshold"), "novelty_shingle": ("novelty", "shingle"),
     "n_seeds": ("options", "n_seeds"), "mutation": ("options", "mutation"),
+    # CLI flags for nested fields (``archlore search --rungs 1,3,9 --reduction 3``)
+    "rungs": ("fidelity", "rungs"), "reduction": ("fidelity", "reduction"),
 }
+
+
+def parse_rungs(text: str) -> list[float]:
+    """``"1,3,9"`` -> ``[1.0, 3.0, 9.0]`` (epochs per rung); a one-line ``ConfigError`` for
+    anything that is not two or more increasing positive numbers."""
+    try:
+        rungs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        rungs = None
+    if not rungs or len(rungs) < 2 or any(not e > 0 or e != e or e == float("inf") for e in rungs) \
+            or any(b <= a for a, b in zip(rungs, rungs[1:], strict=False)):
+        raise ConfigError(f"--rungs: expected two or more increasing positive epochs separated "
+                          f"by commas, such as 1,3,9; got {text!r}")
+    return rungs
 
 
 class SearchConfig(BaseModel):

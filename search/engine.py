@@ -21,8 +21,10 @@ Multi-fidelity (``fidelity=FidelityPlan``, ``search.fidelity``): candidates are 
 0; after each tell and each promotion result the ASHA ladder names the candidates due for
 the next rung, which are scored in free slots before new candidates are created. Every rung's
 result is stored (``RunStore.add_rung``); the candidate's row and object (which strategies
-hold) carry the highest rung reached, the front is rebuilt from those, and a strategy with an
-``update(candidate)`` method is told of each promotion. Evaluations carry their rung in
+hold) carry the highest rung reached, the front is rebuilt from those, and the strategy is
+told of each valid promotion with ``Strategy.update(candidate)`` (its feedback is then the
+highest rung each candidate reached; on resume it is told rung 0 and updated, as in the
+original run). Evaluations carry their rung in
 ``metrics`` (``rung``, ``fidelity_epochs``). On resume the stored rungs are re-recorded when
 their candidate is re-told and promotions not yet scored are issued again.
 """
@@ -122,6 +124,8 @@ class SearchEngine:
         self.promo_queue: deque[tuple[int, int]] = deque()
         self.promo_inflight: dict[Future, tuple[int, int]] = {}
         self.promoted = 0
+        self.strategy_updates = 0  # Strategy.update calls (multi-fidelity)
+        self.rung_cpu_s = [0.0] * (len(fidelity.ladder.rungs) if fidelity is not None else 0)
 
     # -- creation ------------------------------------------------------------------------------
     def _busy(self) -> int:
@@ -243,6 +247,7 @@ class SearchEngine:
             if self.fid is not None:
                 ev = tag(ev, 0, self.fid.config(0))
                 self.store.add_rung(cand.id, 0, ev)
+                self._count_cpu(0, ev)
             cand.evaluation = ev
             cand.status = "evaluated"
             cand.evaluated_at = self.store.set_evaluation(cand.id, ev)
@@ -278,6 +283,7 @@ class SearchEngine:
         assert self.fid is not None
         ev = tag(ev, rung, self.fid.config(rung))
         self.store.add_rung(cid, rung, ev)
+        self._count_cpu(rung, ev)
         vals = self._values(ev)
         self.fid.ladder.record(cid, rung, vals)
         self.promoted += 1
@@ -286,12 +292,23 @@ class SearchEngine:
             cand.evaluation = ev
             cand.evaluated_at = self.store.set_evaluation(cid, ev)
             self._rebuild_front()
-            update = getattr(self.strategy, "update", None)
-            if callable(update):
-                update(cand)
+            self._update_strategy(cand)
         self.promo_queue.extend(self.fid.ladder.promotions())
         if self.progress is not None:
             self.progress(self.snapshot())
+
+    def _count_cpu(self, rung: int, ev: Evaluation) -> None:
+        """Worker CPU-seconds per rung (kernel accounting, ``metrics.worker_cpu_s``), this
+        session's evaluations only (a resumed run starts counting again)."""
+        self.rung_cpu_s[rung] += float(ev.metrics.get("worker_cpu_s") or 0.0)
+
+    def _update_strategy(self, cand: Candidate) -> None:
+        """Tell the strategy that ``cand`` now stands for a higher rung (``Strategy.update``;
+        duck-typed strategies without one are skipped)."""
+        update = getattr(self.strategy, "update", None)
+        if callable(update):
+            update(cand)
+            self.strategy_updates += 1
 
     def _rebuild_front(self) -> None:
         tracker = FrontTracker(self.objectives, list(self.front.refs))
@@ -311,12 +328,25 @@ class SearchEngine:
             if ladder.highest(cid) == ladder.top:
                 top.add_candidate(self.by_id[cid])
         return {"rungs": ladder.rungs, "reduction": ladder.reduction, "counts": ladder.counts(),
-                "promoted": self.promoted, "top_rung_front": list(top.ids),
+                "promoted": self.promoted, "strategy_updates": self.strategy_updates,
+                "cpu_s_per_rung": [round(x, 3) for x in self.rung_cpu_s],
+                "top_rung_front": list(top.ids),
                 "top_rung_hypervolume": top.hypervolume,
                 "front_rungs": {str(c): ladder.highest(c) for c in self.front.ids}}
 
     def _tell(self, cand: Candidate) -> None:
+        top_ev = None
+        if self.fid is not None and cand.status != "duplicate":
+            stored = self.stored_rungs.get(cand.id) or {}
+            if 0 in stored and max(stored) > 0 and cand.evaluation is not None \
+                    and cand.evaluation.metrics.get("rung", 0) > 0:
+                # resume: the row holds the highest rung; the strategy is told rung 0 and then
+                # updated, the same sequence as in the interrupted run
+                top_ev, cand.evaluation = cand.evaluation, stored[0]
         self.strategy.tell(cand)
+        if top_ev is not None:
+            cand.evaluation = top_ev
+            self._update_strategy(cand)
         self.told += 1
         if self.fid is not None and cand.status != "duplicate":
             self._ladder_tell(cand)

@@ -127,6 +127,11 @@ def search_cmd(
     novelty_threshold: float | None = typer.Option(None, "--novelty-threshold"),
     repair_turns: int | None = typer.Option(None, "--repair-turns"),
     n_seeds: int | None = typer.Option(None, "--n-seeds"),
+    rungs: str | None = typer.Option(
+        None, "--rungs", help="Multi-fidelity (ASHA): epochs per rung, comma-separated, e.g. "
+        "1,3,9; every candidate gets the first, the best 1/--reduction of each rung the next."),
+    reduction: int | None = typer.Option(
+        None, "--reduction", help="With --rungs: promote 1 in this many of a rung (default 3)."),
     assignments: list[str] = typer.Option(
         [], "--set", help="Any config field: KEY=VALUE (JSON values; dots for nested keys)."),
     download: bool = typer.Option(
@@ -138,12 +143,18 @@ def search_cmd(
     """Search architectures (FairNAD by default). With no arguments: digits, offline mutator,
     built-in corpus, 2 workers -- a few minutes on 2 CPU cores."""
     from archlore.evaluator.data import DatasetError
-    from archlore.search.config import ConfigError, build_config
+    from archlore.search.config import ConfigError, build_config, parse_rungs
     from archlore.search.engine import ResumeMismatch
     from archlore.search.run import RunExists, run_search
     from archlore.search.store import RunStoreError
 
-    overrides = dict(name=resume or name, seed=seed, budget=budget, dataset=dataset,
+    try:
+        rung_list = parse_rungs(rungs) if rungs is not None else None
+        if reduction is not None and reduction < 2:
+            raise ConfigError(f"--reduction: must be 2 or more, got {reduction}")
+    except ConfigError as exc:
+        fail("search", exc)
+    overrides = dict(name=resume or name, rungs=rung_list, reduction=reduction, seed=seed, budget=budget, dataset=dataset,
                      data_root=data_root, space=space, strategy=strategy, llm=llm, model=model,
                      knowledge=knowledge, table=table, workers=workers, epochs=epochs,
                      max_mflops=max_mflops, max_params=max_params, novelty_threshold=novelty_threshold,

@@ -1,7 +1,8 @@
 """Strategy interface in pyribs' ask/tell spirit.
 
 The engine calls ``ask(n)`` when evaluation slots are free and ``tell(candidate)`` once per
-scored candidate, in candidate-id order. A strategy must be deterministic given its seed and
+scored candidate, in candidate-id order; in a multi-fidelity run ``tell`` carries the rung-0
+result and ``update(candidate)`` each later, higher-rung result of the same candidate. A strategy must be deterministic given its seed and
 the sequence of tells: resume rebuilds it by re-telling the stored candidates, so it keeps no
 random state that is not derived from ``(seed, number of proposals made so far)``.
 
@@ -67,6 +68,17 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, candidate: Candidate) -> None:
         """One scored (or duplicate-rejected) candidate, in id order."""
+
+    def update(self, candidate: Candidate) -> None:
+        """Multi-fidelity: ``candidate``, told before, now has a result at a higher rung
+        (``candidate.evaluation``; ``metrics['rung']`` and ``metrics['fidelity_epochs']`` say
+        which) that replaces the one it was told with. Called by the engine once per valid
+        promotion result, in the order the results arrive. A strategy that keeps its own copy
+        of a score (a population's fitness, a best-so-far) must replace it here, so its
+        feedback is the highest rung each candidate reached and never a stale lower one; the
+        default does nothing, which is right for strategies that keep no scores or only read
+        the ``Candidate`` objects they were told (the engine updates those in place)."""
+        return None
 
     def replay(self, candidate: Candidate) -> None:
         """Resume: account for a stored proposal without proposing it again. The default

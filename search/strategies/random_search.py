@@ -36,5 +36,16 @@ class RandomSearch(Strategy):
             if self.best is None or key < self.best[1]:
                 self.best = (candidate.id, key)
 
+    def update(self, candidate: Candidate) -> None:
+        """Multi-fidelity: the best so far is recomputed with the higher-rung result."""
+        vals = self.values(candidate)
+        if vals is None:
+            return
+        key = self.minimised(vals)[0]
+        if self.best is not None and self.best[0] == candidate.id:
+            self.best = (candidate.id, key)  # its own score moved; others are not re-read
+        elif self.best is None or key < self.best[1]:
+            self.best = (candidate.id, key)
+
     def stats(self) -> dict[str, Any]:
         return {"told": self.told, "best_id": self.best[0] if self.best else None}

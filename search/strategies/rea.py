@@ -67,6 +67,15 @@ class RegularizedEvolution(Strategy):
         if len(self.population) > self.population_size:
             self.removed.append(self.population.popleft()[0])
 
+    def update(self, candidate: Candidate) -> None:
+        """A promoted member's fitness becomes its higher-rung result (aged-out: nothing)."""
+        vals = self.values(candidate)
+        if vals is None:
+            return
+        for k, (cid, arch, _) in enumerate(self.population):
+            if cid == candidate.id:
+                self.population[k] = (cid, arch, -self.minimised(vals)[0])
+
     def stats(self) -> dict[str, Any]:
         best = max((m[2] for m in self.population), default=None)
         return {"population": len(self.population), "aged_out": len(self.removed),

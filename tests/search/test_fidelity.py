@@ -177,4 +177,81 @@ def test_multi_fidelity_with_the_real_pool_backend_and_the_cli_setting(tmp_path)
     assert len(promoted) >= 1
     for r in promoted:
         assert r[0].metrics["fidelity_steps"] == 1 and r[1].metrics["fidelity_steps"] == 2
-    assert "rung (epochs)" in (tmp_path / "pool-mf" / "report.html").read_text()
+    html = (tmp_path / "pool-mf" / "report.html").read_text()
+    assert "rung (epochs)" in html and "Strategy.update" in html
+    assert res.fidelity["strategy_updates"] == sum(1 for r in promoted if r[1].ok)
+    cpu = res.fidelity["cpu_s_per_rung"]  # the contained workers' kernel CPU time, per rung
+    assert len(cpu) == 2 and cpu[0] > 0 and cpu[1] > 0
+
+
+def _recording_rea(monkeypatch):
+    """Wrap REA so the test sees every tell / update and the strategy object itself."""
+    from archlore.search.strategies.rea import RegularizedEvolution
+
+    log: dict = {"tells": [], "updates": [], "inst": []}
+    init, tell, update = (RegularizedEvolution.__init__, RegularizedEvolution.tell,
+                          RegularizedEvolution.update)
+
+    def _init(self, ctx):
+        init(self, ctx)
+        log["inst"].append(self)
+
+    def _tell(self, c):
+        if c.status != "duplicate" and c.evaluation is not None:
+            log["tells"].append((c.id, c.evaluation.metrics.get("rung")))
+        tell(self, c)
+
+    def _update(self, c):
+        log["updates"].append((c.id, int(c.evaluation.metrics["rung"]), c.evaluation.val_acc))
+        update(self, c)
+
+    monkeypatch.setattr(RegularizedEvolution, "__init__", _init)
+    monkeypatch.setattr(RegularizedEvolution, "tell", _tell)
+    monkeypatch.setattr(RegularizedEvolution, "update", _update)
+    return log
+
+
+def _rea_cfg(name: str) -> SearchConfig:
+    return SearchConfig(name=name, dataset="synthetic", strategy="rea", budget=18, seed=3,
+                        options={"population": 30},  # nobody ages out: all stay comparable
+                        fidelity={"rungs": [1, 3, 9], "reduction": 3},
+                        proxy_check={"candidates": 0})
+
+
+def test_strategy_is_told_rung_0_then_updated_with_every_promotion(tmp_path, monkeypatch):
+    log = _recording_rea(monkeypatch)
+    res, _ = _run(tmp_path, _rea_cfg("mf-rea"))
+    assert res.status == "finished"
+    with RunStore(tmp_path / "mf-rea", create=False) as st:
+        rungs = st.rungs()
+    assert log["tells"] and all(r == 0 for _, r in log["tells"])  # tell: the cheapest rung
+    promoted = {(cid, k) for cid, r in rungs.items() for k, ev in r.items() if k > 0 and ev.ok}
+    assert promoted and {(c, k) for c, k, _ in log["updates"]} == promoted
+    for cid, k, acc in log["updates"]:  # the update carries that rung's own result
+        assert acc == rungs[cid][k].val_acc
+    # the strategy's feedback is the highest rung each candidate reached, never a stale one
+    pop = {cid: fit for cid, _, fit in log["inst"][0].population}
+    assert set(pop) == set(rungs)
+    for cid, r in rungs.items():
+        assert pop[cid] == pytest.approx(r[max(r)].val_acc)
+    assert res.fidelity["strategy_updates"] == len(log["updates"])
+
+
+def test_resumed_strategy_is_told_rung_0_and_updated_as_in_the_original_run(tmp_path,
+                                                                          monkeypatch):
+    log = _recording_rea(monkeypatch)
+    res, _ = _run(tmp_path, _rea_cfg("mf-rea2"), stop_after=12)
+    assert res.status == "interrupted"
+    log["tells"].clear(), log["updates"].clear(), log["inst"].clear()
+    res, _ = _run(tmp_path, _rea_cfg("mf-rea2"), resume=True)
+    assert res.status == "finished"
+    with RunStore(tmp_path / "mf-rea2", create=False) as st:
+        rungs = st.rungs()
+    assert all(r == 0 for _, r in log["tells"])  # stored rows hold higher rungs: not told
+    updated = {c: k for c, k, _ in log["updates"]}  # the last update of each candidate
+    for cid, r in rungs.items():
+        if max(r) > 0 and r[max(r)].ok:
+            assert updated[cid] == max(r)
+    pop = {cid: fit for cid, _, fit in log["inst"][0].population}
+    for cid, r in rungs.items():
+        assert pop[cid] == pytest.approx(r[max(r)].val_acc)
