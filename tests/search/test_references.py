@@ -29,3 +29,22 @@ def test_reference_renders_passes_policy_and_has_its_size(name):
     if name in EXPECTED:
         p, m = EXPECTED[name]
         assert abs(params - p) / p < 0.03 and abs(macs - m) / m < 0.03
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_runs_at_16px(name):
+    """The CIFAR benchmark's CPU recipe trains them on 16x16 images (global pooling head)."""
+    from archlore.search.protocol import Constraints
+
+    code = reference_code(name, Constraints(dataset="x", in_channels=3, num_classes=10,
+                                            image_size=16))
+    ns: dict = {}
+    exec(compile(code, name, "exec"), ns)
+    net = ns["Net"](num_classes=10, in_channels=3).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_unknown_reference_names_the_known_ones():
+    with pytest.raises(KeyError, match="resnet20"):
+        reference_code("vgg16")
