@@ -65,7 +65,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "rea": ("rea", {"population": 10, "sample": 3}),  # the NAS-Bench-201 paper's
     "rea-tuned": ("rea", {"population": REA_TUNED[0], "sample": REA_TUNED[1]}),
     "motpe": ("tpe", {"multi_objective": True}),
-    "fairnad-paper": ("fairnad", {"sampler": "fair", "screen": 1}),
+    "fairnad-paper": ("fairnad", {"sampler": "fair", "screen": 1, "mutation": {"local": 0},
+                                  "prior_check": False}),
+    # FairNAD before the local climb and the evidence-checked prior (issue 17, first round)
+    "fairnad-nolocal": ("fairnad", {"mutation": {"local": 0}, "prior_check": False}),
     "fairnad-fair": ("fairnad", {"sampler": "fair"}),
     "fairnad-pstart": ("fairnad", {"prior_start": True, "n_seeds": 7}),  # after seeing `prior`
     "fairnad-nostart": ("fairnad", {"start": "random"}),

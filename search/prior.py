@@ -51,6 +51,8 @@ from archlore.search.spaces.nb201 import (
 PRIOR_SCALE = 0.5
 DEFAULT_STRENGTH = 2.0
 PSEUDO_VOTES = 1.0
+MIN_CHECK = 5  # tells before the prior's ranking is checked against the evidence
+MIN_NOISE = 0.05  # floor of the estimated noise variance (standardised units)
 
 # cell op -> (op it writes, op it removes or None)
 CELL_OP_EFFECT: dict[str, tuple[str, str | None]] = {
@@ -122,9 +124,15 @@ class CellModel:
     """Posterior over the linear model's coefficients given the prior and the tells."""
 
     def __init__(self, prior: OpPrior, strength: float = DEFAULT_STRENGTH,
-                 scale: float = PRIOR_SCALE) -> None:
+                 scale: float = PRIOR_SCALE, adaptive: bool = False) -> None:
         self.prior = prior
         self.strength = float(strength)
+        # adaptive: the prior keeps the weight its ranking earns on the run's evidence
+        # (``agreement``), and the noise variance is estimated from the residuals, so a
+        # model that fits explores less
+        self.adaptive = adaptive
+        self._prior_scores: list[float] = []  # the prior's mean score of each told cell
+        self._ys: list[float] = []
         d = 1 + len(OPS) + NUM_EDGES * len(OPS)
         self.m0 = np.zeros(d)
         for k, op in enumerate(OPS):
@@ -149,22 +157,52 @@ class CellModel:
         self.sy += q
         self.syy += q * q
         self.n += 1
+        self._prior_scores.append(float(x @ self.m0))
+        self._ys.append(q)
         self._post = None
+
+    def agreement(self) -> float:
+        """Spearman rank correlation between the prior's scores of the told cells and their
+        observed quality (1.0 before ``MIN_CHECK`` tells or while either is constant)."""
+        if self.n < MIN_CHECK:
+            return 1.0
+        a, b = np.asarray(self._prior_scores), np.asarray(self._ys)
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return 1.0
+        ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(float)
+        rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(float)
+        return float(np.corrcoef(ra, rb)[0, 1])
+
+    def prior_factor(self) -> float:
+        """The multiplier of the op coefficients' prior precision: 1 for a plain model;
+        adaptive: ``max(agreement, 0)`` (floored at 1e-3) -- a prior whose ranking the
+        evidence contradicts stops pulling at once, one that agrees keeps its weight."""
+        return max(self.agreement(), 1e-3) if self.adaptive else 1.0
 
     def _posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, covariance) of the coefficients; quality standardised by the tells' mean
         and standard deviation (sufficient statistics, so each update is O(d^2))."""
         if self._post is None:
-            A = np.diag(self.lam)
-            b = self.lam * self.m0
+            lam = self.lam.copy()
+            lam[1:1 + len(OPS)] *= self.prior_factor()
+            A = np.diag(lam)
+            b = lam * self.m0
+            bd = np.zeros_like(b)
             if self.n >= 2:
                 mean = self.sy / self.n
                 sd = float(np.sqrt(max(self.syy / self.n - mean * mean, 0.0))) or 1.0
                 A = A + self.xtx
-                b = b + (self.sxy - mean * self.sx) / sd
+                bd = (self.sxy - mean * self.sx) / sd
+                b = b + bd
             cov = np.linalg.inv(A)
             cov = (cov + cov.T) / 2
-            self._post = (cov @ b, cov)
+            m = cov @ b
+            if self.adaptive and self.n >= MIN_CHECK:
+                # residual variance of the standardised qualities (sum y^2 = n), with
+                # one pseudo-observation at variance 1
+                rss = self.n - 2 * float(m @ bd) + float(m @ self.xtx @ m)
+                cov = cov * min(1.0, max(MIN_NOISE, (rss + 1.0) / (self.n + 1)))
+            self._post = (m, cov)
         return self._post
 
     def mean_score(self, cell: Cell | str) -> float:
@@ -187,7 +225,8 @@ class CellModel:
         if not self.n:
             return 1.0
         ev = np.diag(self.xtx)[1:1 + len(OPS)]
-        return float(np.mean(self.strength / (self.strength + ev)))
+        lam = self.strength * self.prior_factor()
+        return float(np.mean(lam / (lam + ev)))
 
     def op_values(self) -> dict[str, float]:
         """The posterior mean of the op-count coefficients (standardised units)."""
@@ -206,5 +245,18 @@ def prior_order(prior: OpPrior) -> list[str]:
     return [archs[i] for i in order]
 
 
+def randomised_ideas(ideas: list[Idea], seed: int) -> list[Idea]:
+    """Ablation: the same ideas with random ``cell_ops`` (as many as before), seeded."""
+    rng = np.random.default_rng([seed, 20170])
+    names = sorted(CELL_OP_EFFECT)
+    out = []
+    for idea in sorted(ideas, key=lambda i: i.id):
+        if idea.cell_ops:
+            ops = [names[int(k)] for k in rng.integers(len(names), size=len(idea.cell_ops))]
+            idea = idea.model_copy(update={"cell_ops": ops})
+        out.append(idea)
+    return out
+
+
 __all__ = ["CELL_OP_EFFECT", "DEFAULT_STRENGTH", "EDGES", "PRIOR_SCALE", "CellModel", "OpPrior",
-           "features", "prior_order"]
+           "features", "prior_order", "randomised_ideas"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from archlore.corpora import load_builtin_ideas
 from archlore.knowledge.schema import Category, Direction, Effect, Idea, Provenance
 from archlore.search.prior import CellModel, OpPrior, features, prior_order
@@ -64,3 +65,29 @@ def test_prior_order_starts_with_the_prior_best_cell():
     assert parse_arch(order[0]) == ("nor_conv_3x3",) * 6
     flat = prior_order(OpPrior.flat())
     assert flat == sorted(flat)  # all ties: canonical string order
+
+
+def test_a_prior_the_evidence_contradicts_loses_its_weight_one_that_agrees_keeps_it():
+    prior = OpPrior.from_ideas(load_builtin_ideas())
+    rng = np.random.default_rng(1)
+    cells = [tuple(OPS[k] for k in rng.integers(0, 5, 6)) for _ in range(12)]
+    plain = CellModel(prior)
+    wrong, right = CellModel(prior, adaptive=True), CellModel(prior, adaptive=True)
+    for cell in cells:
+        s = CellModel(prior).mean_score(cell)  # the prior's own score of the cell
+        plain.observe(cell, -s)
+        wrong.observe(cell, -s)  # a task where the prior points the wrong way
+        right.observe(cell, s + 0.01 * rng.normal())
+    assert wrong.agreement() < -0.9 and right.agreement() > 0.9
+    assert plain.agreement() < -0.9 and plain.prior_factor() == 1.0  # checked only if adaptive
+    assert wrong.prior_factor() == pytest.approx(1e-3)
+    assert right.prior_factor() > 0.9
+    assert wrong.prior_weight() < plain.prior_weight() - 0.05
+    # with the contradicted prior gone the posterior follows the evidence further
+    conv, pool = ("nor_conv_3x3",) * 6, ("avg_pool_3x3",) * 6
+    assert (wrong.mean_score(pool) - wrong.mean_score(conv)
+            > plain.mean_score(pool) - plain.mean_score(conv))
+    # a model that fits explores less: estimated noise shrinks the posterior
+    assert np.trace(right._posterior()[1]) < np.trace(CellModel(prior)._posterior()[1])
+    fresh = CellModel(prior, adaptive=True)
+    assert fresh.agreement() == 1.0 and fresh.prior_factor() == 1.0  # too few tells to judge
