@@ -21,7 +21,7 @@ from pathlib import Path
 
 from archlore.search.spaces.nb201_table import NB201Table
 from archlore.search.swnas.advisor import advise
-from archlore.search.swnas.darts import load_search_data, run_search
+from archlore.search.swnas.darts import DartsSearch, load_search_data
 from archlore.search.swnas.messages import SearchSettings
 
 
@@ -29,19 +29,55 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def rederive(search: DartsSearch, saved: Path):
+    """The stored search (``<variant>-<seed>.json`` + ``.pt``) with its cells re-derived by
+    the current discretisation code from the stored supernet, mask and preferences."""
+    import numpy as np
+    import torch
+    from archlore.search.swnas import discretize
+    from archlore.search.swnas.messages import SearchResult, apply_edits
+
+    res = SearchResult.model_validate_json(saved.with_suffix(".json").read_text())
+    state = torch.load(saved)
+    search.net.load_state_dict(state["net"])
+    search.mask = state["mask"]
+    search.prefer = np.ones_like(search.prefer)
+    for step in res.edits:  # the preference factors the advisor's accepted edits built
+        from archlore.search.swnas.messages import AdvisorAnswer
+        edits = AdvisorAnswer.model_validate({"edits": step["accepted"]}).edits
+        _, search.prefer = apply_edits(edits, search.mask, search.prefer)
+    t = time.perf_counter()
+    cells = discretize.derive_all(res.final, res.settings.lam, res.settings.tau,
+                                  search.prefer.tolist())
+    torch.set_num_threads(max(1, search.s.threads))
+    first, trace = search.progressive()
+    rest = [c for c in cells["synergistic"] if c != first]
+    cells["progressive"] = [first] + rest[:len(cells["synergistic"]) - 1]
+    return res.model_copy(update={"cells": cells, "progressive_trace": trace,
+                                  "wall_s": res.wall_s + time.perf_counter() - t})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=os.environ.get("ARCHLORE_DATA", "../shared/data"))
     ap.add_argument("--table", default="../shared/data/nb201.csv")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--n", type=int, default=1500, help="images per DARTS split (train, val)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--n", type=int, default=500, help="images per DARTS split (train, val)")
     ap.add_argument("--n-signal", type=int, default=256)
     ap.add_argument("--image-size", type=int, default=16)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--cells", type=int, default=1)
-    ap.add_argument("--advise-every", type=int, default=2)
-    ap.add_argument("--a-lr", type=float, default=3e-3, help="alpha's Adam step size")
+    ap.add_argument("--advise-every", type=int, default=5)
+    ap.add_argument("--a-lr", type=float, default=1e-2, help="alpha's Adam step size")
+    ap.add_argument("--variants", nargs="+", default=["plain", "rules"],
+                    help="plain: no advisor; rules: the rule-based advisor")
+    ap.add_argument("--from-saved", default=None,
+                    help="re-derive the cells from supernets kept by --save-dir (no training): "
+                         "same training, current discretisation code; wall_s is the stored "
+                         "search time plus the new derivation's time")
+    ap.add_argument("--save-dir", default=None,
+                    help="keep each search's result JSON and supernet state here")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="/tmp/bench_swnas.json")
     args = ap.parse_args()
@@ -60,10 +96,24 @@ def main() -> None:
     for seed in args.seeds:
         plain = base.model_copy(update={"seed": seed})
         guided = plain.model_copy(update={"advisor": "rules", "advise_every": args.advise_every})
-        for settings, advisor in ((plain, None), (guided, advise)):
-            res = run_search(settings, data, advisor)
-            methods = (["argmax", "pt", "synergistic"] if advisor is None
-                       else ["argmax", "synergistic"])
+        runs = {"plain": (plain, None), "rules": (guided, advise)}
+        for variant in args.variants:
+            settings, advisor = runs[variant]
+            search = DartsSearch(settings, data, advisor)
+            saved = Path(args.from_saved or "") / f"{variant}-{seed}.pt"
+            if args.from_saved and saved.is_file():
+                res = rederive(search, saved)
+            else:
+                res = search.run()
+            if args.save_dir and not args.from_saved:
+                import torch
+                d = Path(args.save_dir)
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"{variant}-{seed}.json").write_text(res.model_dump_json())
+                torch.save({"net": search.net.state_dict(), "mask": search.mask},
+                           d / f"{variant}-{seed}.pt")
+            methods = [m for m in ("argmax", "pt", "synergistic", "progressive")
+                       if m in res.cells]
             for m in methods:
                 arch = res.cells[m][0]
                 name = m if advisor is None else f"{m}+rules"

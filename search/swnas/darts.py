@@ -173,12 +173,29 @@ class DartsSearch:
                 w = self.weights()
                 final = self.signals(self.s.epochs, alphas, nodes)
                 acc = importance.accuracy(self.net, w, self.sx, self.sy)
+            cells = discretize.derive_all(final, self.s.lam, self.s.tau, self.prefer.tolist())
+            trace: list[dict] = []
+            if self.s.progressive:
+                first, trace = self.progressive()
+                rest = [c for c in cells["synergistic"] if c != first]
+                cells["progressive"] = [first] + rest[:len(cells["synergistic"]) - 1]
         finally:
             torch.set_num_threads(threads)
-        cells = discretize.derive_all(final, self.s.lam, self.s.tau, self.prefer.tolist())
         return SearchResult(settings=self.s, alpha_history=alphas, node_history=nodes,
                             final=final, edits=edits_log, train_loss=losses, cells=cells,
-                            supernet_val_acc=acc, wall_s=time.perf_counter() - start)
+                            supernet_val_acc=acc, wall_s=time.perf_counter() - start,
+                            progressive_trace=trace)
+
+    @torch.no_grad()
+    def progressive(self) -> tuple[str, list[dict]]:
+        """Progressive synergistic discretisation on the trained supernet (no fine-tuning):
+        :func:`discretize.progressive` with the supernet's loss on the signal slice."""
+        def loss_fn(w: np.ndarray) -> float:
+            return importance.loss(self.net, torch.as_tensor(w, dtype=torch.float32),
+                                   self.sx, self.sy)
+
+        return discretize.progressive(self.weights().numpy(), loss_fn,
+                                      allowed=self.mask.numpy(), prefer=self.prefer)
 
     @torch.no_grad()
     def signals(self, epoch: int, alphas: list, nodes: list) -> StructuralSignals:

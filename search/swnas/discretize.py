@@ -119,3 +119,95 @@ def derive_all(signals: StructuralSignals, lam: float = 0.75, tau: float = 0.1,
             ranked = [first] + [c for c in ranked if c != first][:k - 1]
         out[name] = ranked
     return out
+
+
+# --- progressive synergistic discretisation -----------------------------------------------------
+
+def commit(w: np.ndarray, e: int, o: int) -> np.ndarray:
+    """``w`` with edge ``e`` discretised to op ``o``: the edge's non-none mass moves onto ``o``
+    (``none``: the edge's row becomes 0), so the cell's scale stays what the supernet saw."""
+    w = np.array(w, dtype=float, copy=True)
+    mass = float(w[e].sum() - w[e, NONE])
+    w[e] = 0.0
+    if o != NONE:
+        w[e, o] = mass if mass > 0 else 1.0
+    return w
+
+
+def progressive(w: np.ndarray, loss_fn, allowed: np.ndarray | None = None,
+                prefer: np.ndarray | None = None, criterion: str = "remove",
+                allow_none: bool = True, require_connected: bool = True
+                ) -> tuple[str, list[dict]]:
+    """Discretise the cell one edge at a time, each decision measured on the supernet in the
+    context of the decisions already taken (docs/swnas.md, section 3b). At step ``t``, for
+    every undecided edge ``e`` and allowed op ``o``::
+
+        criterion="remove" (default; DARTS-PT's measure, re-measured after every commit)
+            g_t(e, o) = -[loss_fn(W_t with w_{e,o} = 0) - loss_fn(W_t)] - log pi(e, o)
+            (o != none: removing none changes nothing)
+        criterion="keep"
+            g_t(e, o) = loss_fn(W_t with edge e committed to o) - log pi(e, o)
+
+        e_t = the undecided edge with the largest margin between its best and second-best g
+        W_{t+1} = W_t with e_t committed to argmin_o g_t(e_t, o)      (:func:`commit`)
+
+    ``loss_fn(weights 6x5) -> float`` is the supernet's validation loss under those mixing
+    weights (any pure function in tests); ``pi`` are the advisor's preference factors. With
+    ``require_connected`` a commit that leaves no connected completion is skipped.
+    Returns the cell and the trace (edge, op, margin, g) of every step.
+    """
+    if criterion not in ("remove", "keep"):
+        raise ValueError(f"criterion must be 'remove' or 'keep', not {criterion!r}")
+    w = np.array(w, dtype=float, copy=True)
+    n_e, n_o = w.shape
+    ok = np.ones((n_e, n_o), dtype=bool) if allowed is None else np.asarray(allowed, bool).copy()
+    if criterion == "remove" or not allow_none:  # none only where nothing else is allowed
+        ok[ok[:, NONE + 1:].any(1), NONE] = False
+    pi = np.ones((n_e, n_o)) if prefer is None else np.asarray(prefer, dtype=float)
+    chosen: dict[int, int] = {}
+    trace: list[dict] = []
+    while len(chosen) < n_e:
+        base = loss_fn(w) if criterion == "remove" else 0.0
+        best = None
+        for e in range(n_e):
+            if e in chosen:
+                continue
+            g = np.full(n_o, np.inf)
+            for o in np.flatnonzero(ok[e]):
+                o = int(o)
+                if require_connected and not _completable({**chosen, e: o}, ok):
+                    continue
+                if criterion == "keep" or o == NONE:  # an edge left with none only
+                    g[o] = loss_fn(commit(w, e, o)) - np.log(pi[e, o])
+                else:
+                    w2 = w.copy()
+                    w2[e, o] = 0.0
+                    g[o] = base - loss_fn(w2) - np.log(pi[e, o])
+            fin = np.sort(g[np.isfinite(g)])
+            if not len(fin):
+                continue
+            margin = float(fin[1] - fin[0]) if len(fin) > 1 else np.inf
+            if best is None or margin > best[0]:
+                best = (margin, e, int(np.argmin(g)), g)
+        if best is None:  # nothing connectable is left (cannot happen with a valid mask)
+            raise ValueError("no connected discretisation is possible under this mask")
+        margin, e, o, g = best
+        chosen[e] = o
+        w = commit(w, e, o)
+        trace.append({"edge": e, "op": OPS[o], "margin": margin,
+                      "g": [None if not np.isfinite(v) else float(v) for v in g]})
+    return format_arch([OPS[chosen[e]] for e in range(n_e)]), trace
+
+
+def _completable(chosen: dict[int, int], ok: np.ndarray) -> bool:
+    """Can the partial cell ``chosen`` (edge -> op) still be completed to a connected cell?
+    Undecided edges take any allowed non-none op if they have one (the most connected case)."""
+    ops = []
+    for e in range(len(EDGES)):
+        if e in chosen:
+            ops.append(OPS[chosen[e]])
+        else:
+            real = ok[e].copy()
+            real[NONE] = False
+            ops.append("skip_connect" if real.any() else "none")
+    return connected(tuple(ops))

@@ -62,6 +62,8 @@ class SearchSettings(BaseModel):
     lam: float = Field(0.75, ge=0.0, le=1.0)  # synergistic: weight of measured vs alpha
     tau: float = Field(0.1, ge=0.0, le=1.0)  # synergistic: node factor below which an edge is pruned
     threads: int = Field(1, ge=0)  # torch threads during the search (0: leave as is)
+    # also derive the progressive synergistic cell (cells["progressive"]; docs/swnas.md 3b)
+    progressive: bool = True
 
     def key(self) -> str:
         """Hash of the settings that change the result (not ``threads``/``data_root``)."""
@@ -254,3 +256,4 @@ class SearchResult(BaseModel):
     cells: dict[str, list[str]]
     supernet_val_acc: float
     wall_s: float
+    progressive_trace: list[dict] = Field(default_factory=list)  # one entry per committed edge

@@ -43,7 +43,7 @@ _SETTING_FIELDS = {k: (f.annotation, f) for k, f in SearchSettings.model_fields.
 SWNASOptions = create_model(  # SearchSettings' fields (same defaults) + the strategy's own
     "SWNASOptions",
     __config__=ConfigDict(extra="forbid"),
-    method=(Literal["synergistic", "argmax", "pt"], "synergistic"),
+    method=(Literal["synergistic", "progressive", "argmax", "pt"], "synergistic"),
     advisor=(Literal["rules", "none", "mutator"], "rules"),
     max_proposals=(int, Field(20, ge=1)),
     cache_dir=(str | None, None),

@@ -200,6 +200,10 @@ def test_search_is_deterministic_per_seed_and_derives_valid_cells():
     assert a.alpha_history[-1] != a.alpha_history[0]  # alpha was trained
     for ranked in a.cells.values():
         assert all(canonical(x) == x for x in ranked)
+    # the progressive cell: one commit per edge, connected, first in its own ranking
+    assert [t["edge"] for t in a.progressive_trace] != [] and len(a.progressive_trace) == 6
+    assert connected(parse_arch(a.cells["progressive"][0]))
+    assert len(set(a.cells["progressive"])) == len(a.cells["progressive"])
 
 
 def test_advisor_edits_shrink_the_space_during_the_search():
@@ -273,3 +277,83 @@ def test_engine_runs_and_resumes_a_swnas_search(tmp_path):
     assert [c.arch for c in cands] == cached.cells["synergistic"][:3]
     again = run_search(cfg, tmp_path, resume=True, write_outputs=False)
     assert again.status == "finished" and again.counts["candidates"] == 3
+
+
+# --- progressive synergistic discretisation -----------------------------------------------------
+
+def _uniform_w() -> np.ndarray:
+    return np.full((6, 5), 0.2)
+
+
+def test_commit_moves_the_edge_mass_onto_the_op():
+    w = np.array([[0.1, 0.3, 0.2, 0.2, 0.2]] + [[0.2] * 5] * 5)
+    c = discretize.commit(w, 0, C3)
+    assert c[0].tolist() == [0.0, 0.0, 0.0, pytest.approx(0.9), 0.0] and (c[1:] == w[1:]).all()
+    assert discretize.commit(w, 0, NONE)[0].sum() == 0.0
+    assert (w[0] == [0.1, 0.3, 0.2, 0.2, 0.2]).all()  # input unchanged
+
+
+@pytest.mark.parametrize("criterion", ["remove", "keep"])
+def test_progressive_follows_the_measured_loss_not_alpha(criterion):
+    # a linear loss: op o on edge e lowers the loss by value[e, o] per unit of mixing weight;
+    # the best op differs per edge and has nothing to do with the (uniform) mixing weights
+    rng = np.random.default_rng(0)
+    value = rng.uniform(0.1, 1.0, (6, 5))
+
+    def loss(w):
+        return float(-(value * w).sum())
+
+    cell, trace = discretize.progressive(_uniform_w(), loss, criterion=criterion)
+    want = [OPS[1 + int(np.argmax(value[e, 1:]))] for e in range(6)]
+    assert list(parse_arch(cell)) == want and canonical(cell) == cell
+    assert sorted(t["edge"] for t in trace) == list(range(6))
+    margins = [t["margin"] for t in trace]
+    assert margins[0] == max(margins)  # the most decisive edge is committed first
+    with pytest.raises(ValueError):
+        discretize.progressive(_uniform_w(), loss, criterion="bogus")
+
+
+def test_progressive_sees_interactions_between_edges():
+    # synergy: conv3x3 on 3<-1 pays (term k) only together with conv3x3 on 1<-0, which feeds
+    # its source node 1. Measured on the full mixture (one-shot DARTS-PT) 3<-1 takes conv1x1;
+    # once 1<-0 is committed to conv3x3, re-measuring makes 3<-1 take conv3x3 too.
+    value = np.zeros((6, 5))
+    value[:, C1], value[:, C3] = 1.0, 0.5
+    value[0, C3] = 1.5
+    k = 2.0
+
+    def loss(w):
+        return float(-(value * w).sum() - k * w[0, C3] * w[4, C3])
+
+    w = _uniform_w()
+    one_shot = np.zeros((6, 5))
+    for e in range(6):
+        for o in range(1, 5):
+            w2 = w.copy()
+            w2[e, o] = 0.0
+            one_shot[e, o] = loss(w2) - loss(w)
+    assert int(np.argmax(one_shot[4])) == C1 and int(np.argmax(one_shot[0])) == C3
+    cell, trace = discretize.progressive(w, loss)
+    cell = parse_arch(cell)
+    assert cell[0] == cell[4] == "nor_conv_3x3" and [t["edge"] for t in trace[:2]] == [0, 4]
+    assert all(o == "nor_conv_1x1" for i, o in enumerate(cell) if i not in (0, 4))
+
+
+def test_progressive_respects_masks_preferences_and_connectivity():
+    def loss(w):  # every edge would rather be 'none': a loss that wants no cell at all
+        return float(sum(w[e, NONE + 1:].sum() for e in range(6)))
+
+    cell = parse_arch(discretize.progressive(_uniform_w(), loss, criterion="keep")[0])
+    assert connected(cell) and cell.count("none") >= 3
+    allowed = np.ones((6, 5), dtype=bool)
+    allowed[:, SKIP] = False
+    prefer = np.ones((6, 5))
+    prefer[3, C3] = np.exp(10.0)
+    for criterion in ("remove", "keep"):
+        cell = parse_arch(discretize.progressive(_uniform_w(), loss, allowed, prefer,
+                                                 criterion=criterion)[0])
+        assert connected(cell) and "skip_connect" not in cell and cell[3] == "nor_conv_3x3"
+    assert "none" not in parse_arch(discretize.progressive(_uniform_w(), loss)[0])
+    no_none = parse_arch(discretize.progressive(_uniform_w(), loss, criterion="keep",
+                                                allow_none=False)[0])
+    assert "none" not in no_none
