@@ -160,6 +160,11 @@ def _quality(label: str, entries: list[tuple[dict, Path]], tmp: Path, extractor_
         pages += res.pages
         assert res.status == "ingested", res
         rows = judge(entry, captured, embedder)
+        # a slow extractor (a small local LLM: minutes per page window) must not lose a
+        # finished paper's figures when the run is stopped later
+        print(f"  {label} {entry['file']}: {len(captured)} ideas returned, "
+              f"{sum(1 for r in rows if r.key)} matching a key idea, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
         for row, idea in zip(rows, captured, strict=True):
             stored = store.get(idea.id)
             # new: kept as its own idea (not merged into a corpus idea), from this paper
