@@ -187,14 +187,10 @@ def ask_cmd(
                         "'uses attention', 'cifar10')")
     run_dir = paths.runs_dir() / cfg.name
     stopped = None
-    from archlore.agent.cli.llm_progress import describe, llm_progress
-
-    def llm_line(p) -> None:  # every 15 s while a call streams: a slow server is not a dead one
-        if not p.done and not as_json:
-            err_console.print(escape(f"LLM call in flight: {describe(p)}"))
+    from archlore.agent.cli.llm_progress import llm_progress, printer
 
     try:
-        with llm_progress(llm_line):
+        with llm_progress(printer(err_console) if not as_json else (lambda p: None)):
             result = run_search(cfg, paths.runs_dir(), mutator=mutator,
                                 knowledge=_TargetedKnowledge(pool, source))
         stopped = result.stop_reason  # e.g. the LLM budget ran out: the engine kept what it had

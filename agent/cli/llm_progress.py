@@ -26,12 +26,22 @@ class LLMActivity:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.line = "-"
-        self.calls_done = 0
 
     def __call__(self, p: Progress) -> None:
         with self._lock:
             self.line = describe(p)
-            self.calls_done += p.done
+
+
+def printer(console) -> Callable[[Progress], None]:
+    """A hook printing one line per report of a call still in flight (plain output, no live
+    view): every 15 s while a call streams, so a slow server is not taken for a dead one."""
+    from rich.markup import escape
+
+    def show(p: Progress) -> None:
+        if not p.done:
+            console.print(escape(f"LLM call in flight: {describe(p)}"))
+
+    return show
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from archlore.agent.cli.common import (
     print_json,
     warn,
 )
-from archlore.agent.cli.llm_progress import LLMActivity, describe, llm_progress
+from archlore.agent.cli.llm_progress import LLMActivity, llm_progress, printer
 from rich.markup import escape
 from rich.table import Table
 
@@ -226,11 +226,7 @@ def search_cmd(
                                   f"{snap['valid']} duplicates {snap['duplicates']} front "
                                   f"{snap['front_size']} hv {snap['hypervolume']:.4f}")
 
-            def llm_line(p) -> None:
-                if not p.done:  # the hook fires every 15 s while a call streams
-                    console.print(escape(f"LLM call in flight: {describe(p)}"))
-
-            with llm_progress(llm_line):
+            with llm_progress(printer(console)):
                 result = run_search(cfg, paths.runs_dir(), mutator=mutator, knowledge=kn,
                                     resume=bool(resume), progress=plain)
     except (ConfigError, RunExists, RunStoreError, ResumeMismatch, DatasetError, KeyError,
