@@ -46,6 +46,7 @@ Check = Callable[[str, Constraints], "str | None"]  # code -> error message, Non
 
 MODES = ("delta", "full", "structured")
 NO_OP = "__no_op__"  # internal marker: the answer is the parent unchanged
+SCORED = "__scored__"  # internal marker: the answer is a cell the run already scored
 STRUCTURED_ANSWER_TOKENS = 256  # a JSON edit list (1-4 edits and a sentence)
 NB201_ANSWER_TOKENS = 160  # one ARCH line (and a sentence)
 SWNAS_ANSWER_TOKENS = 640  # up to 12 edits with reasons
@@ -53,7 +54,7 @@ SWNAS_ANSWER_TOKENS = 640  # up to 12 edits with reasons
 # The task, the goal, the constraints and the parent are never cut.
 _RANKED: list[tuple[str, str | None]] = [
     ("history", None), ("chunks", None), ("origin_block", None), ("provenance", None),
-    ("idea_options", None), ("other_metrics", None), ("parent_metrics", None),
+    ("idea_options", None), ("other_metrics", None), ("avoid", None), ("parent_metrics", None),
     ("idea_details", None), ("idea_block", "summary"),
 ]
 DELTA_OPERATORS = {"idea", "pareto", "refine", "repair", "mutate", "random"}
@@ -166,6 +167,7 @@ class _Session:
         self.trimmed: list[str] = []
         self.answer_tokens = 1024  # expected answer size (the generation cap), set per task
         self.noop_asked = False
+        self.scored_asked = False
         self.retries = 0
         self.shown_parent: str | None = None  # the parent as the prompt showed it (compacted)
 
@@ -219,6 +221,9 @@ class _Session:
             if not self.m.noop_retry or self.noop_asked:
                 return False
             self.noop_asked = True
+            return True
+        if error == SCORED:  # one more try; a second scored cell goes on (the engine skips it)
+            self.scored_asked = True
             return True
         if self.retries >= self.m.max_repair_turns:
             return False
@@ -528,8 +533,10 @@ class _Session:
             other_metrics=_metrics_block(other.evaluation if other else None, "Evaluation"),
             idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
             history=_history_block(req, parent),
+            avoid=_avoid_line(parent.arch, req.avoid) if parent and parent.arch else "",
             instruction=instruction)
         text = self.ask(self.render_within(template, values, _RANKED, system))
+        scored = set(req.avoid)
         parents = {p.arch for p in req.parents if p.arch} if template != "nb201_init" else set()
         noop_asked = False
         turn = 0
@@ -537,6 +544,12 @@ class _Session:
             arch, error = _parse_arch(text)
             if arch is not None and arch in parents:
                 arch, error = None, NO_OP
+            if arch is not None and arch in scored and not self.scored_asked:
+                self.scored_asked = True
+                self.notes.append("answer is a cell the run already scored; asked once more")
+                text = self.ask(_SCORED_RETRY.replace("the JSON object of changes",
+                                                      "one line `ARCH: |...|+|...|+|...|`"))
+                continue
             if arch is not None:
                 return self.result(arch=arch, mode="full")
             if error == NO_OP and self.m.noop_retry and not noop_asked:
@@ -574,8 +587,10 @@ class _Session:
             idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
             idea_options=(f"The idea's cell operations: {', '.join(req.idea.cell_ops)}"
                           if req.idea is not None and req.idea.cell_ops else ""),
-            history=_history_block(req, parent), instruction=instruction)
+            history=_history_block(req, parent), avoid=_avoid_line(base, req.avoid),
+            instruction=instruction)
         schema = structured.cell_schema()
+        scored = set(req.avoid)
         text = self.ask(self.render_within("nb201_structured", values, _RANKED, system),
                         response_format=schema)
         error = ""
@@ -584,6 +599,8 @@ class _Session:
                 arch, changes = structured.parse_cell(text, base)
                 if parent is not None and arch == structured.canonical_arch(base):
                     raise structured.StructuredError(NO_OP)
+                if arch in scored and not self.scored_asked:
+                    raise structured.StructuredError(SCORED)
                 self.notes.append("changes " + ", ".join(f"{c.edge}={c.op}" for c in changes))
                 return self.result(arch=arch, mode="structured",
                                    move=",".join(f"{c.edge}={c.op}" for c in changes))
@@ -592,7 +609,7 @@ class _Session:
             if not self.may_retry(error):
                 break
             msg = ("Those changes leave the cell as it is; change at least one edge to a "
-                   "different op." if error == NO_OP else
+                   "different op." if error == NO_OP else _SCORED_RETRY if error == SCORED else
                    f"That answer is not valid: {error}\nAnswer with the JSON object only.")
             self.notes.append(f"retry: {error}")
             text = self.ask(msg, response_format=schema)
@@ -646,6 +663,37 @@ def _code_answer_tokens(req: MutationRequest) -> int:
     if not sizes:
         return 1024
     return int(max(sizes) * 1.4) + 256
+
+
+_SCORED_RETRY = ("That cell was already evaluated in this run (see the list of evaluated "
+                 "changes). Propose a different change. Answer with the JSON object of changes "
+                 "only.")
+
+
+def _avoid_line(parent_arch: str, avoid: list[str]) -> str:
+    """The parent's already-scored one-edge changes as ``edge=op`` (a compact prompt line)."""
+    from archlore.search.spaces.nb201 import ArchError, parse_arch
+    from archlore.search.swnas.messages import EDGE_LABELS
+
+    if not avoid:
+        return ""
+    try:
+        base = parse_arch(parent_arch)
+    except ArchError:
+        return ""
+    changes = []
+    for arch in avoid:
+        try:
+            cell = parse_arch(arch)
+        except ArchError:
+            continue
+        diff = [e for e in range(len(base)) if cell[e] != base[e]]
+        if len(diff) == 1:
+            changes.append(f"{EDGE_LABELS[diff[0]]}={cell[diff[0]]}")
+    if not changes:
+        return ""
+    return ("Already evaluated in this run (do not propose these single changes again): "
+            + ", ".join(changes))
 
 
 def _task_line(req: MutationRequest) -> str:

@@ -198,6 +198,9 @@ class MutationRequest(BaseModel):
     temperature: float | None = None
     # operator "swnas": SWNAS's LLM step (answered with MutationResult.space_edits)
     signals: StructuralSignals | None = None
+    # cells the run has already scored among the parent's one-edge neighbours (NB201): an
+    # answer among them would be a duplicate, an evaluation spent on nothing new
+    avoid: list[str] = Field(default_factory=list)
     context_tokens: int | None = None  # prompt budget for this request (None: the mutator's)
 
 

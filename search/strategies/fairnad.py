@@ -282,8 +282,9 @@ class FairNAD(Strategy):
         req = MutationRequest(
             operator=op, space=self.space.name, parents=[self._parent_info(p) for p in parents],
             idea=idea, idea_record=self.idea_stats.record_of(idea.id) if idea else None,
-            chunks=self._idea_chunks(idea), goal=goal, objectives=[o.name for o in self.objectives], constraints=self.ctx.constraints,
-            seed=int(rng.integers(2**31)))
+            chunks=self._idea_chunks(idea), goal=goal, objectives=[o.name for o in self.objectives],
+            constraints=self.ctx.constraints, seed=int(rng.integers(2**31)),
+            avoid=self._scored_neighbours(parents[0]) if parents and op != "crossover" else [])
         res = self.ctx.mutator.mutate(req)
         res = self._screen(req, res, rng)
         produced = res.code if self.space.needs_code else (res.arch or res.code)
@@ -348,6 +349,15 @@ class FairNAD(Strategy):
                 return self.proposal(arch, operator="random", move="restart",
                                      notes="local optimum reached: a new climb")
         return None
+
+    def _scored_neighbours(self, cid: int) -> list[str]:
+        """The parent's one-edge neighbours the run has already scored (spaces with
+        ``neighbours``): what a mutator should not propose again."""
+        nbrs = getattr(self.space, "neighbours", None)
+        parent = self.archive.get(cid)
+        if nbrs is None or parent is None or not parent.arch:
+            return []
+        return [a for a in nbrs(parent.arch) if a in self.seen]
 
     def _screen(self, req: MutationRequest, first: Any, rng: np.random.Generator) -> Any:
         """Ask a cost-free mutator for ``screen - 1`` more answers (other seeds) and keep the

@@ -135,6 +135,42 @@ def test_nb201_structured_echo_is_a_no_op(server, make_model):
     assert res.status == "no_op" and res.arch is None
 
 
+
+def test_nb201_structured_avoids_cells_the_run_already_scored(server, make_model):
+    scored = CELL.replace("skip_connect~0", "nor_conv_3x3~0")  # 3<-0 -> conv3x3, scored
+    other = CELL.replace("avg_pool_3x3~2", "nor_conv_3x3~2")
+    server.script = [json.dumps({"changes": [{"edge": "3<-0", "op": "nor_conv_3x3"}]}),
+                     json.dumps({"changes": [{"edge": "3<-2", "op": "nor_conv_3x3"}]})]
+    res = LLMMutator(make_model(), mode="structured").mutate(MutationRequest(
+        operator="mutate", space="nb201", parents=[ParentInfo(arch=CELL)], constraints=DIGITS,
+        avoid=[scored]))
+    assert res.status == "ok" and res.arch == other
+    first = server.requests[0].body["messages"][-1]["content"]
+    assert "Already evaluated in this run" in first and "3<-0=nor_conv_3x3" in first
+    assert "already evaluated" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_nb201_a_second_scored_answer_goes_on_to_the_engine(server, make_model):
+    scored = CELL.replace("skip_connect~0", "nor_conv_3x3~0")
+    again = json.dumps({"changes": [{"edge": "3<-0", "op": "nor_conv_3x3"}]})
+    server.script = [again, again]
+    res = LLMMutator(make_model(), mode="structured").mutate(MutationRequest(
+        operator="mutate", space="nb201", parents=[ParentInfo(arch=CELL)], constraints=DIGITS,
+        avoid=[scored]))
+    assert res.status == "ok" and res.arch == scored and len(server.requests) == 2
+
+
+def test_nb201_arch_answer_avoids_scored_cells(server, make_model):
+    scored = CELL.replace("skip_connect~0", "nor_conv_3x3~0")
+    other = CELL.replace("avg_pool_3x3~2", "nor_conv_3x3~2")
+    server.script = [f"ARCH: {scored}", f"ARCH: {other}"]
+    res = LLMMutator(make_model(), mode="full").mutate(MutationRequest(
+        operator="mutate", space="nb201", parents=[ParentInfo(arch=CELL)], constraints=DIGITS,
+        avoid=[scored]))
+    assert res.status == "ok" and res.arch == other and len(server.requests) == 2
+    assert "3<-0=nor_conv_3x3" in server.requests[0].body["messages"][-1]["content"]
+
+
 def signals() -> StructuralSignals:
     alpha = np.full((6, 5), 0.1)
     alpha[:, 1] = 0.6  # skip_connect on top everywhere: collapse

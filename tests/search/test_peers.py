@@ -160,3 +160,44 @@ def test_fairnad_local_is_on_by_default_and_follows_the_evidence():
     assert with_local.archs != without.archs
     # the climb follows the evidence on the misleading-prior task: better by query 40
     assert max(with_local.valid) > max(without.valid)
+
+
+class _RecordingMutator:
+    """The offline mutator, keeping every request it is sent."""
+
+    def __init__(self) -> None:
+        self.inner = make_mutator("offline")
+        self.name, self.uses_paper_text = self.inner.name, self.inner.uses_paper_text
+        self.requests: list = []
+
+    def mutate(self, request):
+        self.requests.append(request)
+        return self.inner.mutate(request)
+
+    def unsupported_reason(self, idea, space):
+        return self.inner.unsupported_reason(idea, space)
+
+
+def test_fairnad_tells_the_mutator_which_neighbours_of_the_parent_are_scored(tmp_path):
+    from archlore.search.spaces.nb201 import NB201Space
+
+    rec = _RecordingMutator()
+    no_local = {"idea": 1, "pareto": 1, "refine": 1, "crossover": 0, "local": 0}
+    cfg = SearchConfig(name="avoid", space="nb201", strategy="fairnad", dataset="cifar10",
+                       table=str(table_path()), budget=40, seed=3,
+                       options={"mutation": no_local, "screen": 1})
+    run_search(cfg, tmp_path, mutator=rec, write_outputs=False)
+    with RunStore(tmp_path / "avoid", create=False) as st:
+        cands = st.candidates()
+    space = NB201Space()
+    by_id = {c.id: c for c in cands}
+    checked = 0
+    for req in rec.requests:
+        if not req.parents or not req.parents[0].arch:
+            continue
+        parent = req.parents[0]
+        scored_before = {c.arch for c in cands if c.id < max(by_id) and c.arch}
+        nbrs = set(space.neighbours(parent.arch))
+        assert set(req.avoid) <= nbrs and set(req.avoid) <= scored_before
+        checked += bool(req.avoid)
+    assert checked >= 5  # a climbing run keeps meeting scored neighbours
