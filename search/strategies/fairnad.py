@@ -94,7 +94,9 @@ class FairNADOptions(BaseModel):
     mutation: MutationMix = Field(default_factory=MutationMix)
     sampler: Literal["fair", "bandit"] = "bandit"  # "fair": the paper's sampling alone
     floor: float = Field(0.5, ge=0, le=1)  # bandit: share of draws that are fair draws
-    start: Literal["classic", "random"] = "classic"  # initial cells: the space's seeds or random
+    # initial cells: the space's seeds, random cells, or both in turn ("mixed": a prior that
+    # misleads on this task shows at once, as classic cells losing to random ones)
+    start: Literal["classic", "random", "mixed"] = "classic"
     prior: Literal["knowledge", "flat"] = "knowledge"  # op prior from the ideas, or all 0
     prior_strength: float = Field(DEFAULT_STRENGTH, gt=0)  # pseudo-observations per coefficient
     ideas: Literal["corpus", "random"] = "corpus"  # ablation: random cell ops for every idea
@@ -271,8 +273,10 @@ class FairNAD(Strategy):
                 best = archs[int(np.argmax(CellModel.score_with(self.model._posterior()[0],
                                                                 archs)))]
                 self._seeds = [best] + [g for g in self._seeds if g != best]
-        if k < len(self._seeds) and self.opts.start == "classic":
-            genome, op = self._seeds[k], "init"
+        j = k // 2 if self.opts.start == "mixed" else k  # the index among the classic cells
+        classic = self.opts.start == "classic" or (self.opts.start == "mixed" and k % 2 == 0)
+        if classic and j < len(self._seeds):
+            genome, op = self._seeds[j], "init"
         else:
             genome, op = self.space.random(rng, c), "random"
         return self.proposal(genome, operator=op, notes="initial architecture")

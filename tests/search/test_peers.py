@@ -101,6 +101,18 @@ def test_named_configurations_and_fairnad_ablations_run_and_differ():
     assert not seeds & set(got["fairnad-nostart"][:6])
 
 
+
+def test_mixed_start_alternates_classic_and_random_cells():
+    from archlore.search.spaces.nb201 import NB201Space
+
+    spec = BenchSpec(table=table_path(), budget=8, processes=1,
+                     mutator_factory=lambda: make_mutator("offline"),
+                     options={"fairnad#mixed": {"start": "mixed"}})
+    archs = run_once("fairnad#mixed", "cifar10", 4, spec).archs
+    classic = NB201Space().seeds()
+    assert archs[0:6:2] == classic[:3]  # classic cells in their order on even slots
+    assert not set(archs[1:6:2]) & set(classic)  # random cells between them
+
 def test_prior_start_queries_the_priors_best_cell_first():
     spec = BenchSpec(table=table_path(), budget=8, processes=1,
                      mutator_factory=lambda: make_mutator("offline"))
