@@ -8,8 +8,8 @@ is sent back once with the precise reason. The child then passes cheap static ch
 a failure goes back to the model for at most ``max_repair_turns`` turns. Each result records
 ``mode`` ("delta" / "full": the form of the answer the final code came from).
 
-NB201 space: the model answers with a cell arch string (LLMatic's NAS-Bench-201 prompts),
-validated by ``search.spaces.nb201``.
+NB201 space and SWNAS's advisor step: ``agent/llm_cells.py`` (a cell arch string, JSON cell
+changes or JSON space edits). The prompt blocks every template fills: ``agent/llm_prompting.py``.
 
 ``BudgetExceeded`` propagates (the run must stop); any other ``LLMError`` becomes
 ``MutationResult.error``.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import random
-import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -37,53 +36,32 @@ from archlore.agent.codeparse import (
     same_behaviour,
 )
 from archlore.agent.llm.base import BudgetExceeded, LLMError, Model
+from archlore.agent.llm_cells import CellTurns
+from archlore.agent.llm_prompting import (
+    _RANKED,
+    NO_OP,
+    OPEN_PROMPTS,
+    SCORED,
+    STRUCTURED_ANSWER_TOKENS,
+    _constraints_line,
+    _contract_values,
+    _history_block,
+    _idea_block,
+    _idea_values,
+    _instruction,
+    _metrics_block,
+    _task_line,
+)
 from archlore.agent.prompt_budget import answer_cap, estimate_tokens, fit_values, messages_tokens
-from archlore.evaluator.records import Evaluation
 from archlore.knowledge.schema import Idea
 from archlore.search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo, Usage
 
 Check = Callable[[str, Constraints], "str | None"]  # code -> error message, None when fine
 
 MODES = ("delta", "full", "structured")
-NO_OP = "__no_op__"  # internal marker: the answer is the parent unchanged
-SCORED = "__scored__"  # internal marker: the answer is a cell the run already scored
-STRUCTURED_ANSWER_TOKENS = 256  # a JSON edit list (1-4 edits and a sentence)
-NB201_ANSWER_TOKENS = 160  # one ARCH line (and a sentence)
-SWNAS_ANSWER_TOKENS = 640  # up to 12 edits with reasons
-# Prompt parts that may be trimmed to fit the budget, cut first to last: (value, summary).
-# The task, the goal, the constraints and the parent are never cut.
-_RANKED: list[tuple[str, str | None]] = [
-    ("history", None), ("chunks", None), ("origin_block", None), ("provenance", None),
-    ("idea_options", None), ("other_metrics", None), ("avoid", None), ("parent_metrics", None),
-    ("idea_details", None), ("idea_block", "summary"),
-]
 DELTA_OPERATORS = {"idea", "pareto", "refine", "repair", "mutate", "random"}
 TEMPLATES = {"idea": "idea", "pareto": "pareto", "refine": "refine", "crossover": "crossover",
              "repair": "repair", "init": "init", "mutate": "mutate", "random": "mutate"}
-# LLMatic (appendix): mutation prompts for the open space and for NAS-Bench-201 cells.
-OPEN_PROMPTS = (
-    "Add a layer to improve the above network",
-    "Delete a layer to improve the above network",
-    "Increase the width of the above network",
-    "Decrease the width of the above network",
-    "Add residual connections to improve the above network",
-    "Add normalization layer to improve the above network",
-    "Add dropout layer to improve the above network",
-)
-NB201_PROMPTS = (
-    "Add ReLU, 3x3 convolutional layer and Batch normalization layer to improve the above network",
-    "Add ReLU, 1x1 convolutional layer and Batch normalization layer to improve the above network",
-    "Delete a layer to improve the above network",
-    "Add 3x3 average pooling layer to improve the above network",
-    "Add skip connection to improve the above network",
-    "Delete a layer to improve the above network and add ReLU, 3x3 convolutional layer and "
-    "Batch normalization layer",
-    "Delete a layer to improve the above network and add ReLU, 1x1 convolutional layer and "
-    "Batch normalization layer",
-    "Delete a layer to improve the above network and add 3x3 average pooling layer",
-    "Delete a layer to improve the above network and add skip connection",
-)
-ARCH_RE = re.compile(r"\|[A-Za-z0-9_~|+\s]+\|")
 
 
 class LLMMutator:
@@ -150,7 +128,7 @@ class LLMMutator:
             return session.result(error=f"LLM call failed: {e}")
 
 
-class _Session:
+class _Session(CellTurns):
     """One mutate() call: the conversation, its usage and transcript."""
 
     def __init__(self, mutator: LLMMutator, request: MutationRequest,
@@ -507,150 +485,6 @@ class _Session:
             idea_block=_idea_block(idea, req.chunks) if idea else "",
             idea_options=options, task=task)
 
-    # ------------------------------------------------------------------ NB201
-
-    def run_nb201(self) -> MutationResult:
-        req = self.req
-        self.answer_tokens = NB201_ANSWER_TOKENS
-        system = prompts.render("nb201_system")
-        self.messages.append({"role": "system", "content": system})
-        parent = req.parents[0] if req.parents else None
-        instruction = _instruction(req)
-        if req.operator == "init" or parent is None or not parent.arch:
-            template = "nb201_init"
-        elif req.operator == "crossover" and len(req.parents) >= 2:
-            template = "nb201_crossover"
-        else:
-            template = "nb201_mutate"
-            if not instruction and req.idea is None:
-                instruction = random.Random(req.seed).choice(NB201_PROMPTS)
-        other = req.parents[1] if len(req.parents) > 1 else None
-        values = dict(
-            dataset=req.constraints.dataset,
-            parent_arch=parent.arch if parent else "",
-            parent_metrics=_metrics_block(parent.evaluation if parent else None, "Evaluation"),
-            other_arch=other.arch if other else "",
-            other_metrics=_metrics_block(other.evaluation if other else None, "Evaluation"),
-            idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
-            history=_history_block(req, parent),
-            avoid=_avoid_line(parent.arch, req.avoid) if parent and parent.arch else "",
-            instruction=instruction)
-        text = self.ask(self.render_within(template, values, _RANKED, system))
-        scored = set(req.avoid)
-        parents = {p.arch for p in req.parents if p.arch} if template != "nb201_init" else set()
-        noop_asked = False
-        turn = 0
-        while True:
-            arch, error = _parse_arch(text)
-            if arch is not None and arch in parents:
-                arch, error = None, NO_OP
-            if arch is not None and arch in scored and not self.scored_asked:
-                self.scored_asked = True
-                self.notes.append("answer is a cell the run already scored; asked once more")
-                text = self.ask(_SCORED_RETRY.replace("the JSON object of changes",
-                                                      "one line `ARCH: |...|+|...|+|...|`"))
-                continue
-            if arch is not None:
-                return self.result(arch=arch, mode="full")
-            if error == NO_OP and self.m.noop_retry and not noop_asked:
-                noop_asked = True
-                self.notes.append("answer repeated the parent cell; asked once more")
-                text = self.ask("That is the parent cell unchanged. Change at least one edge. "
-                                "Answer with one line `ARCH: |...|+|...|+|...|`.")
-                continue
-            if error == NO_OP:
-                return self.result(mode="full", status="no_op",
-                                   error="the answer is the parent cell unchanged: a no-op")
-            if turn >= self.m.max_repair_turns:
-                break
-            turn += 1
-            self.notes.append(f"repair turn {turn}: {error}")
-            text = self.ask(f"That is not a valid cell: {error}\n"
-                            "Answer with one line `ARCH: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|`.")
-        return self.result(mode="full", error=error)
-
-    def run_nb201_structured(self) -> MutationResult:
-        from archlore.search.spaces.nb201 import NB201Space
-
-        req = self.req
-        self.answer_tokens = STRUCTURED_ANSWER_TOKENS
-        parent = req.parents[0] if req.parents and req.parents[0].arch else None
-        base = parent.arch if parent else NB201Space().seeds()[req.seed % len(NB201Space().seeds())]
-        system = prompts.render("nb201_system") + "\n" + prompts.render("nb201_structured_format")
-        self.messages.append({"role": "system", "content": system})
-        instruction = _instruction(req)
-        if not instruction and req.idea is None and parent is not None:
-            instruction = random.Random(req.seed).choice(NB201_PROMPTS)
-        values = dict(
-            dataset=req.constraints.dataset, parent_arch=base, cell_table=structured.cell_table(base),
-            parent_metrics=_metrics_block(parent.evaluation if parent else None, "Evaluation"),
-            idea_block=_idea_block(req.idea, req.chunks) if req.idea else "",
-            idea_options=(f"The idea's cell operations: {', '.join(req.idea.cell_ops)}"
-                          if req.idea is not None and req.idea.cell_ops else ""),
-            history=_history_block(req, parent), avoid=_avoid_line(base, req.avoid),
-            instruction=instruction)
-        schema = structured.cell_schema()
-        scored = set(req.avoid)
-        text = self.ask(self.render_within("nb201_structured", values, _RANKED, system),
-                        response_format=schema)
-        error = ""
-        while True:
-            try:
-                arch, changes = structured.parse_cell(text, base)
-                if parent is not None and arch == structured.canonical_arch(base):
-                    raise structured.StructuredError(NO_OP)
-                if arch in scored and not self.scored_asked:
-                    raise structured.StructuredError(SCORED)
-                self.notes.append("changes " + ", ".join(f"{c.edge}={c.op}" for c in changes))
-                return self.result(arch=arch, mode="structured",
-                                   move=",".join(f"{c.edge}={c.op}" for c in changes))
-            except structured.StructuredError as e:
-                error = str(e)
-            if not self.may_retry(error):
-                break
-            msg = ("Those changes leave the cell as it is; change at least one edge to a "
-                   "different op." if error == NO_OP else _SCORED_RETRY if error == SCORED else
-                   f"That answer is not valid: {error}\nAnswer with the JSON object only.")
-            self.notes.append(f"retry: {error}")
-            text = self.ask(msg, response_format=schema)
-        if error == NO_OP:
-            return self.result(mode="structured", status="no_op",
-                               error="the changes leave the parent cell unchanged: a no-op")
-        return self.result(mode="structured", error=error)
-
-    # ------------------------------------------------------------------ SWNAS's LLM step
-
-    def run_swnas(self) -> MutationResult:
-        from archlore.search.swnas.messages import render_signals, validate_edits
-
-        req = self.req
-        if req.signals is None:
-            return self.result(error="swnas request without signals")
-        self.answer_tokens = SWNAS_ANSWER_TOKENS
-        system = prompts.render("swnas_system")
-        self.messages.append({"role": "system", "content": system})
-        schema = structured.advisor_schema()
-        text = self.ask(prompts.render("swnas", signals=render_signals(req.signals),
-                                       instruction=_instruction(req)), response_format=schema)
-        error = ""
-        for attempt in range(self.m.max_repair_turns + 1):
-            try:
-                answer = structured.parse_advice(text)
-                accepted, rejected = validate_edits(answer.edits, req.signals)
-                for edit, why in rejected:
-                    self.notes.append(f"rejected {edit.kind} {getattr(edit, 'op', '')} on "
-                                      f"{getattr(edit, 'edge', '')}: {why}")
-                if answer.rationale:
-                    self.notes.append("rationale: " + answer.rationale[:300])
-                return self.result(mode="structured", space_edits=accepted)
-            except structured.StructuredError as e:
-                error = str(e)
-            if attempt >= self.m.max_repair_turns:
-                break
-            self.notes.append(f"retry {attempt + 1}: {error}")
-            text = self.ask(f"That answer is not valid: {error}\nAnswer with the JSON object "
-                            '{"edits": [...], "rationale": "..."} only.', response_format=schema)
-        return self.result(mode="structured", error=error)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -664,48 +498,6 @@ def _code_answer_tokens(req: MutationRequest) -> int:
         return 1024
     return int(max(sizes) * 1.4) + 256
 
-
-_SCORED_RETRY = ("That cell was already evaluated in this run (see the list of evaluated "
-                 "changes). Propose a different change. Answer with the JSON object of changes "
-                 "only.")
-
-
-def _avoid_line(parent_arch: str, avoid: list[str]) -> str:
-    """The parent's already-scored one-edge changes as ``edge=op`` (a compact prompt line)."""
-    from archlore.search.spaces.nb201 import ArchError, parse_arch
-    from archlore.search.swnas.messages import EDGE_LABELS
-
-    if not avoid:
-        return ""
-    try:
-        base = parse_arch(parent_arch)
-    except ArchError:
-        return ""
-    changes = []
-    for arch in avoid:
-        try:
-            cell = parse_arch(arch)
-        except ArchError:
-            continue
-        diff = [e for e in range(len(base)) if cell[e] != base[e]]
-        if len(diff) == 1:
-            changes.append(f"{EDGE_LABELS[diff[0]]}={cell[diff[0]]}")
-    if not changes:
-        return ""
-    return ("Already evaluated in this run (do not propose these single changes again): "
-            + ", ".join(changes))
-
-
-def _task_line(req: MutationRequest) -> str:
-    """The change asked for, in one sentence (for retry prompts)."""
-    if req.idea is not None and req.operator != "pareto":
-        return f"Apply the idea {req.idea.name!r}: {req.idea.description[:200]}"
-    text = _instruction(req)
-    if text:
-        return text
-    if req.operator == "repair":
-        return "Fix the error with the smallest change."
-    return "Improve the network with one focused change."
 
 
 def _move_name(edits: list) -> str:
@@ -755,120 +547,6 @@ def policy_verdict(policy, code: str) -> str | None:
         return None
     reason = getattr(verdict, "reason", None) or getattr(verdict, "violations", None)
     return f"rejected by the static policy: {reason}" if ok is False or reason else None
-
-
-def _parse_arch(text: str) -> tuple[str | None, str]:
-    """The last valid NB201 arch string in an answer, canonicalised; else (None, why)."""
-    found = [m.group(0) for m in ARCH_RE.finditer(text)]
-    if not found:
-        return None, "the answer holds no arch string like |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-    try:
-        from archlore.search.spaces.nb201 import ArchError, canonical
-    except ImportError:  # space not installed: accept the syntactic form
-        return ("".join(found[-1].split()), "") if found[-1].count("+") == 2 else \
-            (None, f"{found[-1]!r} is not a 3-node cell")
-    # Cells on consecutive lines ("|...|\n|...|") come out as one match: try each line's cell
-    # too (after the whole match, which may be one cell wrapped over lines).
-    tries = []
-    for raw in found:
-        tries.extend(re.split(r"(?<=\|)[ \t]*\n\s*(?=\|)", raw))
-        tries.append(raw)
-    last_error = ""
-    for raw in reversed(tries):
-        try:
-            return canonical("".join(raw.split())), ""
-        except ArchError as e:
-            last_error = last_error or str(e)
-    return None, last_error
-
-
-def _contract_values(c: Constraints) -> dict:
-    return dict(num_classes=c.num_classes, in_channels=c.in_channels, image_size=c.image_size,
-                dataset=c.dataset, cost_limits=_constraints_line(c))
-
-
-def _constraints_line(c: Constraints) -> str:
-    parts = []
-    if c.max_mmacs is not None:
-        parts.append(f"stay under {c.max_mmacs:g} MMACs (millions of multiply-accumulates "
-                     f"per image)")
-    if c.max_params is not None:
-        parts.append(f"stay under {c.max_params:,} parameters")
-    return ("Hard limits: " + " and ".join(parts) + ".") if parts else ""
-
-
-def _metrics_block(ev: Evaluation | None, title: str) -> str:
-    if ev is None:
-        return ""
-    items = [f"status {ev.status}"]
-    if ev.val_acc is not None:
-        items.append(f"validation accuracy {ev.val_acc:.4f}")
-    if ev.macs is not None:
-        items.append(f"{ev.macs / 1e6:.3f} MMACs per image")
-    if ev.params is not None:
-        items.append(f"{ev.params:,} parameters")
-    # no wall-clock times here: prompts must be reproducible for cassette replay
-    if ev.loss_curve:
-        curve = ev.loss_curve
-        items.append(f"loss {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} points")
-    if ev.status != "ok" and ev.reason:
-        items.append(f"{ev.stage} stage: {ev.reason[:300]}")
-    return f"{title}: " + "; ".join(items) + "."
-
-
-def _instruction(req: MutationRequest) -> str:
-    """The request's free text (a user's or LLMatic's prompt), else its goal as a sentence."""
-    if req.instruction:
-        return req.instruction
-    return req.goal.describe() if req.goal is not None else ""
-
-
-def _history_block(req: MutationRequest, parent: ParentInfo | None, limit: int = 8) -> str:
-    """How the idea and this lineage have fared, rendered from the typed records."""
-    feedback = [req.idea_record.describe()] if req.idea_record is not None else []
-    feedback += [o.describe() for o in (parent.history if parent else [])]
-    if not feedback:
-        return ""
-    lines = "\n".join(f"- {f}" for f in feedback[-limit:])
-    return f"## Lineage feedback (oldest first)\n{lines}\n"
-
-
-def _idea_values(idea: Idea, chunks: list[str]) -> dict:
-    details = []
-    if idea.operator:
-        details.append(f"Operator: {idea.operator}")
-    if idea.kernel_sizes:
-        details.append(f"Kernel sizes: {', '.join(map(str, idea.kernel_sizes))}")
-    if idea.ratios:
-        details.append("Ratios: " + ", ".join(f"{k}={v:g}" for k, v in idea.ratios.items()))
-    if idea.applies_to:
-        details.append(f"Applies to: {', '.join(idea.applies_to)}")
-    if idea.effect.reported:
-        details.append(f"Reported effect: {idea.effect.reported}")
-    if idea.code_hint:
-        details.append(f"Hint: {idea.code_hint}")
-    evidence = []
-    for p in idea.provenance[:2]:
-        where = p.title or p.paper_id
-        page = f", p. {p.page}" if p.page else ""
-        if p.quote:
-            evidence.append(f'Evidence: "{p.quote}" ({where}{page})')
-        else:
-            evidence.append(f"Source: {where}{page}")
-    chunk_text = ""
-    if chunks:
-        chunk_text = "## Supporting text from the paper\n" + "\n".join(
-            "> " + " ".join(c.split())[:800] for c in chunks[:3])
-    return dict(idea_name=idea.name, idea_category=idea.category.value,
-                idea_description=idea.description, idea_details="\n".join(details),
-                provenance="\n".join(evidence), chunks=chunk_text)
-
-
-def _idea_block(idea: Idea, chunks: list[str]) -> str:
-    v = _idea_values(idea, chunks)
-    return "\n".join(x for x in (
-        f"## Design idea to use: {v['idea_name']} ({v['idea_category']})",
-        v["idea_description"], v["idea_details"], v["provenance"], v["chunks"]) if x)
 
 
 def valid_rate_by_mode(candidates: list) -> dict[str, dict[str, float]]:
