@@ -159,6 +159,9 @@ Reply with the JSON object only."""
 RETRY_TEMPLATE = """Your previous answer was not valid: {error}
 Reply again with one JSON object that matches the field list exactly; no prose."""
 
+CUT_OFF_ERROR = ("the answer was cut off at the length limit before one idea was complete; "
+                 "list at most 3 ideas, with short descriptions and one quote each")
+
 _MARKERS = re.compile(r"<<<|>>>")
 
 
@@ -259,7 +262,9 @@ class LLMExtractor:
             try:
                 return self._parse(answer)
             except ValidationError as exc:
-                last_error = _short_error(exc)
+                # a small model often runs to the token cap: ask for fewer ideas, not the same
+                cut = getattr(response, "finish_reason", None) == "length"
+                last_error = CUT_OFF_ERROR if cut else _short_error(exc)
             messages = messages + [{"role": "assistant", "content": answer[:4000]},
                                    {"role": "user", "content": RETRY_TEMPLATE.format(
                                        error=last_error)}]
@@ -274,7 +279,10 @@ class LLMExtractor:
         try:
             data = json.loads(text)
         except ValueError:
-            data = None
+            data = _complete_ideas(text)
+            if data is not None:
+                self.dropped.append(("(unfinished idea)", f"answer cut off: "
+                                     f"{len(data['ideas'])} complete ideas kept"))
         if not isinstance(data, dict) or not isinstance(data.get("ideas", []), list):
             return ExtractionAnswer.model_validate_json(text).ideas  # raises the exact error
         good: list[ExtractedIdea] = []
@@ -357,6 +365,26 @@ def _stems(text: str) -> list[str]:
     """Lower-case words without a plural / third-person "s" ("helps" = "help")."""
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
             for w in re.findall(r"[a-z0-9]+", text.lower())]
+
+
+def _complete_ideas(text: str) -> dict | None:
+    """``{"ideas": [...]}`` with the complete idea objects of an answer cut off mid-way (a
+    small model at its token cap), or None when not one idea object is complete."""
+    m = re.search(r'"ideas"\s*:\s*\[', text)
+    if m is None:
+        return None
+    decoder, pos, items = json.JSONDecoder(), m.end(), []
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] != "{":
+            break
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break  # the unfinished last idea
+        items.append(item)
+    return {"ideas": items} if items else None
 
 
 def _strip_fences(text: str) -> str:

@@ -113,3 +113,52 @@ def test_an_llm_answer_without_verifiable_quotes_is_reported_per_file(make_store
         (res,) = make_store().ingest([pdf], extractor=LLMExtractor(model)).files
     assert res.status == "ingested" and res.ideas_new == 0 and res.chunks > 0
     assert res.warning.startswith("0 ideas kept of ") and "quote" in res.warning
+
+
+def _cut_paper():
+    from archlore.knowledge.chunking import Segment
+    from archlore.knowledge.extract_base import PaperText
+
+    return PaperText("p", "t", [Segment(2, "2 Method", "Our design. " + SE_QUOTE + " " + GELU_QUOTE)])
+
+
+def _idea_json(name: str, category: str, quote: str) -> dict:
+    return {"name": name, "category": category, "relation": "uses",
+            "description": f"{name} in every stage.", "evidence": [{"page": 2, "quote": quote}]}
+
+
+def test_an_answer_cut_at_the_token_cap_keeps_its_complete_ideas(tmp_path):
+    pytest.importorskip("openai")
+    from archlore.agent.llm.local_server import Reply, ScriptedServer
+    from archlore.agent.llm.openai_backend import OpenAIModel
+    from archlore.knowledge.extract_llm import LLMExtractor
+
+    whole = json.dumps({"ideas": [_idea_json("Squeeze-and-Excitation", "attention", SE_QUOTE),
+                                  _idea_json("GELU", "activation", GELU_QUOTE),
+                                  _idea_json("Blur pooling", "downsampling", BLUR_QUOTE)]})
+    cut = whole[:whole.index('"Blur pooling"') + 20]  # the third idea unfinished
+    with ScriptedServer([Reply(cut, finish_reason="length")]) as server:
+        model = OpenAIModel(base_url=server.base_url, api_key="x", model="m", timeout_s=10.0,
+                            max_retries=1, backoff_initial_s=0.01)
+        extractor = LLMExtractor(model)
+        ideas = extractor.extract(_cut_paper())
+    assert sorted(i.name for i in ideas) == ["GELU", "Squeeze-and-Excitation"]
+    assert len(server.requests) == 1  # no retry: the complete ideas are used
+    assert any("cut off" in why for _, why in extractor.dropped)
+
+
+def test_a_cut_off_answer_without_one_complete_idea_asks_for_fewer_ideas(tmp_path):
+    pytest.importorskip("openai")
+    from archlore.agent.llm.local_server import Reply, ScriptedServer
+    from archlore.agent.llm.openai_backend import OpenAIModel
+    from archlore.knowledge.extract_llm import LLMExtractor
+
+    good = json.dumps({"ideas": [_idea_json("GELU", "activation", GELU_QUOTE)]})
+    cut = good[:40]
+    with ScriptedServer([Reply(cut, finish_reason="length"), good]) as server:
+        model = OpenAIModel(base_url=server.base_url, api_key="x", model="m", timeout_s=10.0,
+                            max_retries=1, backoff_initial_s=0.01)
+        (idea,) = LLMExtractor(model).extract(_cut_paper())
+    assert idea.name == "GELU" and len(server.requests) == 2
+    retry = server.requests[1].body["messages"][-1]["content"]
+    assert "cut off at the length limit" in retry and "at most 3 ideas" in retry
