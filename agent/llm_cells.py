@@ -143,6 +143,7 @@ class CellTurns:
     # ------------------------------------------------------------------ SWNAS's LLM step
 
     def run_swnas(self) -> MutationResult:
+        from archlore.search.swnas.advisor import observations
         from archlore.search.swnas.messages import render_signals, validate_edits
 
         req = self.req
@@ -153,6 +154,7 @@ class CellTurns:
         self.messages.append({"role": "system", "content": system})
         schema = structured.advisor_schema()
         text = self.ask(prompts.render("swnas", signals=render_signals(req.signals),
+                                       observations="\n".join(observations(req.signals)),
                                        instruction=_instruction(req)), response_format=schema)
         error = ""
         for attempt in range(self.m.max_repair_turns + 1):

@@ -66,3 +66,30 @@ def advise(signals: StructuralSignals, collapse_edges: int = 3, important: float
                                          f"{trend[i]:+.3f}); {OPS[best]} has the largest "
                                          f"measured importance on {EDGE_LABELS[e]}"))
     return edits
+
+
+def observations(signals: StructuralSignals, gap: float = 0.1) -> list[str]:
+    """Plain-sentence facts an LLM advisor can act on (a small model cannot read them off the
+    6 x 5 table): where skip leads, and where an op's alpha share exceeds its measured share
+    by more than ``gap`` (alpha over-credits it) or falls short of it (under-credits it)."""
+    alpha = np.where(np.asarray(signals.masked, dtype=bool), -1.0,
+                     np.asarray(signals.alpha, dtype=float))
+    p, r = _shares(signals)
+    lines = []
+    lead = [EDGE_LABELS[e] for e in range(len(EDGES)) if int(np.argmax(alpha[e])) == SKIP]
+    lines.append(f"skip_connect has the largest weight on {len(lead)} of {len(EDGES)} edges"
+                 + (f" ({', '.join(lead)})" if lead else "") + ".")
+    over, under = [], []
+    for e in range(len(EDGES)):
+        for o in range(len(OPS)):
+            if o == NONE or signals.masked[e][o]:
+                continue
+            if p[e, o] - r[e, o] > gap:
+                over.append(f"{EDGE_LABELS[e]} {OPS[o]} ({p[e, o]:.2f} vs {r[e, o]:.2f})")
+            elif r[e, o] - p[e, o] > gap:
+                under.append(f"{EDGE_LABELS[e]} {OPS[o]} ({p[e, o]:.2f} vs {r[e, o]:.2f})")
+    lines.append("Weight share above measured share (over-credited: candidates for mask_op): "
+                 + ("; ".join(over) if over else "none") + ".")
+    lines.append("Weight share below measured share (under-credited: candidates for prefer_op): "
+                 + ("; ".join(under) if under else "none") + ".")
+    return lines

@@ -193,6 +193,8 @@ def test_swnas_step_is_a_typed_request_answered_with_space_edits(server, make_mo
     body = server.requests[0].body
     assert body["response_format"]["json_schema"]["name"] == "advisor_answer"
     assert "SWNAS signals after epoch 2" in body["messages"][-1]["content"]
+    # the computed facts a small model cannot read off the table
+    assert "skip_connect has the largest weight on 6 of 6 edges" in body["messages"][-1]["content"]
 
 
 def test_offline_mutator_answers_the_swnas_step_with_the_rules():

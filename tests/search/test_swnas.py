@@ -357,3 +357,15 @@ def test_progressive_respects_masks_preferences_and_connectivity():
     no_none = parse_arch(discretize.progressive(_uniform_w(), loss, criterion="keep",
                                                 allow_none=False)[0])
     assert "none" not in no_none
+
+
+def test_observations_state_the_collapse_and_the_credit_gaps_for_an_llm():
+    from archlore.search.swnas.advisor import observations
+
+    lead, over, under = observations(_collapsed())
+    assert lead.startswith("skip_connect has the largest weight on 6 of 6 edges")
+    assert "1<-0 skip_connect (0.56 vs 0.18)" in over and "nor_conv_3x3" not in over
+    assert "1<-0 nor_conv_3x3 (0.22 vs 0.73)" in under and "skip_connect" not in under
+    healthy = _signals([[0.1, 0.1, 0.2, 0.5, 0.1] for _ in EDGES],
+                       [[0.0, 0.01, 0.02, 0.05, 0.01] for _ in EDGES], [1.0, 0.6, 0.5, 1.0])
+    assert observations(healthy)[0].startswith("skip_connect has the largest weight on 0 of 6")
