@@ -256,7 +256,15 @@ def parse_cell(text: str, parent_arch: str) -> tuple[str, list[CellChange]]:
 def advisor_schema() -> dict:
     from archlore.search.swnas.messages import AdvisorAnswer
 
-    return schema_format("advisor_answer", AdvisorAnswer.model_json_schema())
+    schema = AdvisorAnswer.model_json_schema()
+    # ``kind`` has a default in the models, so pydantic leaves it optional; a grammar-constrained
+    # server then lets a small model omit it, and the edit cannot be told apart
+    for variant in schema.get("$defs", {}).values():
+        if "kind" in variant.get("properties", {}):
+            required = variant.setdefault("required", [])
+            if "kind" not in required:
+                required.insert(0, "kind")
+    return schema_format("advisor_answer", schema)
 
 
 def parse_advice(text: str):
@@ -267,8 +275,12 @@ def parse_advice(text: str):
         return AdvisorAnswer.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        if "discriminator" in first["msg"]:
+            raise StructuredError(f'{where} has no "kind": every edit starts with "kind": '
+                                  '"mask_op" or "kind": "prefer_op"') from e
         raise StructuredError(f"the JSON does not match the advisor schema at "
-                              f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from e
+                              f"{where}: {first['msg']}") from e
 
 
 def canonical_arch(arch: str) -> str:

@@ -224,3 +224,16 @@ def test_structured_crossover_edits_parent_a_towards_parent_b(server, make_model
     assert ArchSpec.from_json(res.arch).act == b.act
     user = server.requests[0].body["messages"][-1]["content"]
     assert "Parent A (edit this one)" in user and "Parent B" in user
+
+
+def test_swnas_edit_without_kind_is_retried_with_a_precise_hint(server, make_model):
+    server.script = [json.dumps({"edits": [{"edge": "2<-1", "op": "skip_connect"}]}),
+                     json.dumps({"edits": [{"kind": "mask_op", "edge": "2<-1",
+                                            "op": "skip_connect"}]})]
+    res = LLMMutator(make_model(), mode="structured").mutate(MutationRequest(
+        operator="swnas", space="nb201", signals=signals()))
+    assert res.space_edits == [MaskOp(edge="2<-1", op="skip_connect")]
+    retry = server.requests[1].body["messages"][-1]["content"]
+    assert 'has no "kind"' in retry and '"kind": "mask_op"' in retry
+    schema = server.requests[0].body["response_format"]["json_schema"]["schema"]
+    assert all("kind" in d["required"] for d in schema["$defs"].values() if "kind" in d["properties"])
