@@ -69,8 +69,7 @@ class CellTurns:
             if arch is not None and arch in scored and not self.scored_asked:
                 self.scored_asked = True
                 self.notes.append("answer is a cell the run already scored; asked once more")
-                text = self.ask(_SCORED_RETRY.replace("the JSON object of changes",
-                                                      "one line `ARCH: |...|+|...|+|...|`"))
+                text = self.ask(_SCORED_RETRY.format(answer="one line `ARCH: |...|+|...|+|...|`"))
                 continue
             if arch is not None:
                 return self.result(arch=arch, mode="full")
@@ -131,7 +130,8 @@ class CellTurns:
             if not self.may_retry(error):
                 break
             msg = ("Those changes leave the cell as it is; change at least one edge to a "
-                   "different op." if error == NO_OP else _SCORED_RETRY if error == SCORED else
+                   "different op." if error == NO_OP else
+                   _SCORED_RETRY.format(answer="the JSON object of changes") if error == SCORED else
                    f"That answer is not valid: {error}\nAnswer with the JSON object only.")
             self.notes.append(f"retry: {error}")
             text = self.ask(msg, response_format=schema)
@@ -178,8 +178,7 @@ class CellTurns:
 
 
 _SCORED_RETRY = ("That cell was already evaluated in this run (see the list of evaluated "
-                 "changes). Propose a different change. Answer with the JSON object of changes "
-                 "only.")
+                 "changes). Propose a different change. Answer with {answer} only.")
 
 
 def _avoid_line(parent_arch: str, avoid: list[str]) -> str:
