@@ -150,20 +150,22 @@ class CellTurns:
         if req.signals is None:
             return self.result(error="swnas request without signals")
         self.answer_tokens = SWNAS_ANSWER_TOKENS
-        system = prompts.render("swnas_system")
+        space = req.signals.space
+        system = prompts.render("swnas_open_system" if space == "open" else "swnas_system")
         self.messages.append({"role": "system", "content": system})
-        schema = structured.advisor_schema()
+        schema = structured.advisor_schema(space)
         text = self.ask(prompts.render("swnas", signals=render_signals(req.signals),
                                        observations="\n".join(observations(req.signals)),
                                        instruction=_instruction(req)), response_format=schema)
         error = ""
         for attempt in range(self.m.max_repair_turns + 1):
             try:
-                answer = structured.parse_advice(text)
+                answer = structured.parse_advice(text, space)
                 accepted, rejected = validate_edits(answer.edits, req.signals)
                 for edit, why in rejected:
-                    self.notes.append(f"rejected {edit.kind} {getattr(edit, 'op', '')} on "
-                                      f"{getattr(edit, 'edge', '')}: {why}")
+                    target = getattr(edit, "edge", None) or f"stage {getattr(edit, 'stage', '')}"
+                    op = getattr(edit, "op", None) or getattr(edit, "block", "")
+                    self.notes.append(f"rejected {edit.kind} {op} on {target}: {why}")
                 if answer.rationale:
                     self.notes.append("rationale: " + answer.rationale[:300])
                 return self.result(mode="structured", space_edits=accepted)

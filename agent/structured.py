@@ -253,10 +253,10 @@ def parse_cell(text: str, parent_arch: str) -> tuple[str, list[CellChange]]:
 # ---------------------------------------------------------------------------- SWNAS
 
 
-def advisor_schema() -> dict:
-    from archlore.search.swnas.messages import AdvisorAnswer
+def advisor_schema(space: str = "nb201") -> dict:
+    from archlore.search.swnas.messages import answer_model
 
-    schema = AdvisorAnswer.model_json_schema()
+    schema = answer_model(space).model_json_schema()
     # ``kind`` has a default in the models, so pydantic leaves it optional; a grammar-constrained
     # server then lets a small model omit it, and the edit cannot be told apart
     for variant in schema.get("$defs", {}).values():
@@ -267,18 +267,22 @@ def advisor_schema() -> dict:
     return schema_format("advisor_answer", schema)
 
 
-def parse_advice(text: str):
-    from archlore.search.swnas.messages import AdvisorAnswer
+_KINDS = {"nb201": '"mask_op" or "kind": "prefer_op"',
+          "open": '"mask_block", "kind": "prefer_block" or "kind": "add_node"'}
+
+
+def parse_advice(text: str, space: str = "nb201"):
+    from archlore.search.swnas.messages import answer_model
 
     data = json_object(text)
     try:
-        return AdvisorAnswer.model_validate(data)
+        return answer_model(space).model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(map(str, first["loc"]))
         if "discriminator" in first["msg"]:
             raise StructuredError(f'{where} has no "kind": every edit starts with "kind": '
-                                  '"mask_op" or "kind": "prefer_op"') from e
+                                  f"{_KINDS[space]}") from e
         raise StructuredError(f"the JSON does not match the advisor schema at "
                               f"{where}: {first['msg']}") from e
 

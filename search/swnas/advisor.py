@@ -24,8 +24,11 @@ CONVS = (OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3"))
 
 
 def _shares(signals: StructuralSignals) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, each op's share of alpha (``p``) and of positive measured importance (``r``)
+    over the unmasked ops (``none`` excluded in the NB201 cell)."""
     allowed = ~np.asarray(signals.masked, dtype=bool)
-    allowed[:, NONE] = False
+    if signals.space == "nb201":
+        allowed[:, NONE] = False
     a = np.where(allowed, np.asarray(signals.alpha, dtype=float), 0.0)
     d = np.where(allowed, np.maximum(np.asarray(signals.op_importance, dtype=float), 0.0), 0.0)
     p = a / np.maximum(a.sum(1, keepdims=True), 1e-12)
@@ -36,6 +39,10 @@ def _shares(signals: StructuralSignals) -> tuple[np.ndarray, np.ndarray]:
 def advise(signals: StructuralSignals, collapse_edges: int = 3, important: float = 0.5,
            prefer_strength: float = 1.5) -> list[MaskOp | PreferOp]:
     """Edits for ``signals`` (possibly none). Pure function of its input."""
+    if signals.space == "open":
+        from archlore.search.swnas.open_advisor import advise_open
+
+        return advise_open(signals, important=important, prefer_strength=prefer_strength)
     alpha = np.where(np.asarray(signals.masked, dtype=bool), -1.0,
                      np.asarray(signals.alpha, dtype=float))
     p, r = _shares(signals)
@@ -72,6 +79,10 @@ def observations(signals: StructuralSignals, gap: float = 0.1) -> list[str]:
     """Plain-sentence facts an LLM advisor can act on (a small model cannot read them off the
     6 x 5 table): where skip leads, and where an op's alpha share exceeds its measured share
     by more than ``gap`` (alpha over-credits it) or falls short of it (under-credits it)."""
+    if signals.space == "open":
+        from archlore.search.swnas.open_advisor import open_observations
+
+        return open_observations(signals, gap)
     alpha = np.where(np.asarray(signals.masked, dtype=bool), -1.0,
                      np.asarray(signals.alpha, dtype=float))
     p, r = _shares(signals)

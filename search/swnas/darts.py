@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from archlore.search.spaces.nb201 import EDGES, OPS
 from archlore.search.swnas import discretize, importance
 from archlore.search.swnas.messages import (
     SearchResult,
@@ -100,10 +99,9 @@ class DartsSearch:
         self.gen = torch.Generator().manual_seed(settings.seed)
         with torch.random.fork_rng(devices=[]):  # seeded init; the caller's RNG is untouched
             torch.manual_seed(settings.seed)
-            self.net = Supernet(settings.channels, settings.cells, data.num_classes,
-                                data.in_channels)
-        self.mask = torch.ones(len(EDGES), len(OPS), dtype=torch.bool)
-        self.prefer = np.ones((len(EDGES), len(OPS)))
+            self.net = self.build_net()
+        self.mask = torch.ones(tuple(self.net.alpha.shape), dtype=torch.bool)
+        self.prefer = np.ones(tuple(self.net.alpha.shape))
         self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=settings.w_lr,
                                      momentum=0.9, weight_decay=settings.w_wd, nesterov=True)
         self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=settings.a_lr,
@@ -115,6 +113,10 @@ class DartsSearch:
         self.vx, self.vy = t(data.val_x), t(data.val_y)
         k = min(settings.n_signal, len(self.vx))
         self.sx, self.sy = self.vx[:k], self.vy[:k]
+
+    def build_net(self) -> torch.nn.Module:
+        return Supernet(self.s.channels, self.s.cells, self.data.num_classes,
+                        self.data.in_channels)
 
     def weights(self) -> torch.Tensor:
         return self.net.mixing_weights(self.mask)
@@ -158,13 +160,13 @@ class DartsSearch:
                 with torch.no_grad():
                     w = self.weights()
                     alphas.append(w.tolist())
-                    nodes.append(importance.node_importance(self.net, w, self.sx, self.sy))
+                    nodes.append(self.node_importance(w))
                 due = self.s.advise_every > 0 and epoch % self.s.advise_every == 0
                 if self.advisor is not None and due and epoch < self.s.epochs:
                     signals = self.signals(epoch, alphas, nodes)
                     proposed = self.advisor(signals)
                     accepted, rejected = validate_edits(proposed, signals)
-                    self.mask, self.prefer = apply_edits(accepted, self.mask, self.prefer)
+                    self.apply(accepted, alphas, nodes)
                     edits_log.append({"epoch": epoch,
                                       "accepted": [e.model_dump() for e in accepted],
                                       "rejected": [{"edit": e.model_dump(), "reason": r}
@@ -173,18 +175,31 @@ class DartsSearch:
                 w = self.weights()
                 final = self.signals(self.s.epochs, alphas, nodes)
                 acc = importance.accuracy(self.net, w, self.sx, self.sy)
-            cells = discretize.derive_all(final, self.s.lam, self.s.tau, self.prefer.tolist())
-            trace: list[dict] = []
-            if self.s.progressive:
-                first, trace = self.progressive()
-                rest = [c for c in cells["synergistic"] if c != first]
-                cells["progressive"] = [first] + rest[:len(cells["synergistic"]) - 1]
+            cells, trace = self.derive(final)
         finally:
             torch.set_num_threads(threads)
         return SearchResult(settings=self.s, alpha_history=alphas, node_history=nodes,
                             final=final, edits=edits_log, train_loss=losses, cells=cells,
                             supernet_val_acc=acc, wall_s=time.perf_counter() - start,
                             progressive_trace=trace)
+
+    # the space-specific steps (the open space overrides them: .open_search) ----------------
+    def node_importance(self, w: torch.Tensor) -> list[float]:
+        return importance.node_importance(self.net, w, self.sx, self.sy)
+
+    def apply(self, accepted: list, alphas: list, nodes: list) -> None:
+        """Apply an advisor step's accepted edits (``alphas``/``nodes``: the history so far)."""
+        self.mask, self.prefer = apply_edits(accepted, self.mask, self.prefer)
+
+    def derive(self, final: StructuralSignals) -> tuple[dict[str, list[str]], list[dict]]:
+        """Every discretisation's ranking (and the progressive trace) from the final signals."""
+        cells = discretize.derive_all(final, self.s.lam, self.s.tau, self.prefer.tolist())
+        trace: list[dict] = []
+        if self.s.progressive:
+            first, trace = self.progressive()
+            rest = [c for c in cells["synergistic"] if c != first]
+            cells["progressive"] = [first] + rest[:len(cells["synergistic"]) - 1]
+        return cells, trace
 
     @torch.no_grad()
     def progressive(self) -> tuple[str, list[dict]]:
@@ -208,5 +223,10 @@ class DartsSearch:
 
 def run_search(settings: SearchSettings, data: SearchData | None = None,
                advisor: Advisor | None = None) -> SearchResult:
-    """Load the data (unless given) and run one search."""
-    return DartsSearch(settings, data or load_search_data(settings), advisor).run()
+    """Load the data (unless given) and run one search (NB201 cell or open space)."""
+    data = data or load_search_data(settings)
+    if settings.space == "open":
+        from archlore.search.swnas.open_search import OpenDartsSearch
+
+        return OpenDartsSearch(settings, data, advisor).run()
+    return DartsSearch(settings, data, advisor).run()

@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from archlore.search.spaces.nb201 import EDGES, OPS, connected
+from archlore.search.swnas.open_messages import (
+    MAX_STAGES,
+    MaskBlock,
+    PreferBlock,
+    render_open_signals,
+    validate_open_edits,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -56,6 +63,11 @@ class SearchSettings(BaseModel):
     a_wd: float = 1e-3
     seed: int = 0
     data_seed: int = 0  # fixes the image subset (same for every seed)
+    # "open": the supernet mixes block types per stage of ``base`` (ArchSpec JSON; see
+    # search.swnas.open_search); "nb201": the NAS-Bench-201 cell
+    space: Literal["nb201", "open"] = "nb201"
+    base: str | None = None
+    max_added: int = Field(1, ge=0, le=MAX_STAGES)  # open space: AddNode edits per search
     advisor: str = "none"  # label of the advisor used ("none", "rules", "llm:<model>")
     advise_every: int = Field(0, ge=0)  # k: epochs between advisor steps (0: never)
     trend_window: int = Field(2, ge=1)
@@ -76,8 +88,11 @@ class SearchSettings(BaseModel):
 class StructuralSignals(BaseModel):
     """What the advisor sees after ``epoch`` epochs. Tables are 6 edges x 5 ops in
     :data:`EDGE_LABELS` x ``OPS`` order; trends are per-epoch changes averaged over the last
-    ``window`` epochs (0 when there is no history yet)."""
+    ``window`` epochs (0 when there is no history yet). In the open space (``space="open"``)
+    rows are stages (``edges`` = ``stage1``..), ops are block types, and there is one node
+    importance per stage (:mod:`.open_messages`)."""
 
+    space: Literal["nb201", "open"] = "nb201"
     epoch: int
     window: int
     ops: list[str] = Field(default_factory=lambda: list(OPS))
@@ -88,10 +103,12 @@ class StructuralSignals(BaseModel):
     node_importance: list[float]  # I_0..I_3
     node_trend: list[float]
     masked: list[list[bool]]  # True: the op has been removed from the space
+    added: list[bool] = Field(default_factory=list)  # open space: stages added by AddNode
+    add_left: int = 0  # open space: how many more AddNode edits this search accepts
 
     @classmethod
     def from_history(cls, epoch: int, alphas: list, nodes: list, op_importance: list,
-                     allowed: list[list[bool]], window: int) -> StructuralSignals:
+                     allowed: list[list[bool]], window: int, **extra) -> StructuralSignals:
         a = np.asarray(alphas, dtype=float)
         n = np.asarray(nodes, dtype=float)
         k = min(window, len(a) - 1)
@@ -100,7 +117,8 @@ class StructuralSignals(BaseModel):
         r = lambda m: np.round(np.asarray(m, dtype=float), 5).tolist()  # noqa: E731
         return cls(epoch=epoch, window=window, alpha=r(a[-1]), alpha_trend=r(a_tr),
                    op_importance=r(op_importance), node_importance=r(n[-1]),
-                   node_trend=r(n_tr), masked=[[not x for x in row] for row in allowed])
+                   node_trend=r(n_tr), masked=[[not x for x in row] for row in allowed],
+                   **extra)
 
     def allowed(self, e: int, o: int) -> bool:
         return not self.masked[e][o]
@@ -132,23 +150,38 @@ class PreferOp(BaseModel):
 
 
 class AddNode(BaseModel):
-    """Open space only: add a node after node ``after`` fed by ``op``. The NAS-Bench-201 cell
-    is fixed, so validation rejects it there."""
+    """Open space only: insert a new stage after stage ``after`` (0: after the stem) whose
+    mixed op starts tilted towards block ``op`` (:mod:`.open_messages`). The NAS-Bench-201
+    cell is fixed, so validation rejects it there."""
 
     kind: Literal["add_node"] = "add_node"
-    after: int = Field(ge=0, le=3)
-    op: OpName
+    after: int = Field(ge=0, le=MAX_STAGES)
+    op: str
     reason: str = ""
 
 
-SpaceEdit = Annotated[MaskOp | PreferOp | AddNode, Field(discriminator="kind")]
+CellEdit = Annotated[MaskOp | PreferOp | AddNode, Field(discriminator="kind")]
+OpenEdit = Annotated[MaskBlock | PreferBlock | AddNode, Field(discriminator="kind")]
+SpaceEdit = Annotated[MaskOp | PreferOp | AddNode | MaskBlock | PreferBlock,
+                      Field(discriminator="kind")]
 
 
 class AdvisorAnswer(BaseModel):
-    """The advisor's (LLM's) answer: at most 12 edits and a one-paragraph rationale."""
+    """The advisor's (LLM's) answer on the NB201 cell: at most 12 edits and a rationale."""
 
-    edits: list[SpaceEdit] = Field(default_factory=list, max_length=12)
+    edits: list[CellEdit] = Field(default_factory=list, max_length=12)
     rationale: str = ""
+
+
+class OpenAdvisorAnswer(BaseModel):
+    """The advisor's answer in the open space (stage-level edits and AddNode)."""
+
+    edits: list[OpenEdit] = Field(default_factory=list, max_length=12)
+    rationale: str = ""
+
+
+def answer_model(space: str) -> type[BaseModel]:
+    return OpenAdvisorAnswer if space == "open" else AdvisorAnswer
 
 
 def _possible_cell_connected(allowed: np.ndarray) -> bool:
@@ -163,6 +196,8 @@ def validate_edits(edits: list, signals: StructuralSignals) -> tuple[list, list[
     """Check edits in order against the signals' current mask: returns ``(accepted,
     [(rejected edit, reason), ...])``. Masks are applied as they are accepted, so a later
     edit sees the earlier ones."""
+    if signals.space == "open":
+        return validate_open_edits(edits, signals)
     allowed = ~np.asarray(signals.masked, dtype=bool)
     accepted: list = []
     rejected: list[tuple] = []
@@ -171,6 +206,10 @@ def validate_edits(edits: list, signals: StructuralSignals) -> tuple[list, list[
         if isinstance(edit, AddNode):
             rejected.append((edit, "the NAS-Bench-201 cell is fixed (4 nodes, 6 edges); "
                                    "add_node applies to the open space only"))
+            continue
+        if isinstance(edit, MaskBlock | PreferBlock):
+            rejected.append((edit, f"{edit.kind} applies to the open space only (here: "
+                                   "mask_op / prefer_op on an edge)"))
             continue
         if not isinstance(edit, MaskOp | PreferOp):
             rejected.append((edit, f"unknown edit {edit!r}"))
@@ -218,6 +257,8 @@ _SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1",
 def render_signals(signals: StructuralSignals) -> str:
     """Compact text for an LLM prompt (~1 KB): nodes, then one row per edge with, per op,
     ``weight(trend)/importance`` -- or ``masked``."""
+    if signals.space == "open":
+        return render_open_signals(signals)
     nodes = " ".join(f"I{n}={v:.2f}({t:+.3f})" for n, (v, t) in
                      enumerate(zip(signals.node_importance, signals.node_trend, strict=True)))
     lines = [

@@ -1,5 +1,9 @@
 """``--strategy swnas``: run one SWNAS supernet search, then propose its derived cells.
 
+Two spaces: ``nb201`` (the NAS-Bench-201 cell, scored by the table) and ``open`` (block types
+per stage of a base ArchSpec, by default the open space's residual seed; the derived nets are
+rendered and scored by the evaluator; :mod:`.open_search`).
+
 The first ``ask`` runs the search (or loads it from ``cache_dir``); proposals are the chosen
 discretisation's ranking (``result.cells[method]``: the derived cell first, then the next-best
 cells by the same score), one per ask, until it is exhausted. The engine scores them (the
@@ -38,7 +42,7 @@ _DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "im
 # "swnas" once search.protocol.Operator has it; until then "init" (the notes say swnas)
 OPERATOR = "swnas" if "swnas" in get_args(Operator) else "init"
 _SETTING_FIELDS = {k: (f.annotation, f) for k, f in SearchSettings.model_fields.items()
-                   if k not in ("seed", "advisor")}
+                   if k not in ("seed", "advisor", "space")}  # space: the run's
 
 SWNASOptions = create_model(  # SearchSettings' fields (same defaults) + the strategy's own
     "SWNASOptions",
@@ -57,7 +61,8 @@ def _mutator_advisor(mutator: Any, seed: int) -> Any:
     from archlore.search.protocol import MutationRequest
 
     def advisor(signals: Any) -> list:
-        res = mutator.mutate(MutationRequest(operator="swnas", space="nb201", signals=signals,
+        res = mutator.mutate(MutationRequest(operator="swnas", space=signals.space,
+                                             signals=signals,
                                              seed=seed * 1_000_003 + signals.epoch))
         return list(res.space_edits) if res.status == "ok" else []
 
@@ -67,6 +72,12 @@ def _mutator_advisor(mutator: Any, seed: int) -> Any:
 def settings_from_options(ctx: StrategyContext, opts: BaseModel) -> tuple[SearchSettings, Any]:
     """(SearchSettings, advisor callable or None) from the context and validated options."""
     fields = {k: getattr(opts, k) for k in _SETTING_FIELDS if k in opts.model_fields_set}
+    if getattr(ctx.space, "name", "nb201") == "open":
+        fields["space"] = "open"
+        fields.setdefault("dataset", ctx.constraints.dataset)
+        fields.setdefault("image_size", ctx.constraints.image_size)
+        if fields.get("base") is None:  # the open space's residual seed, sized for the run
+            fields["base"] = ctx.space.seeds(ctx.constraints)[1].to_json()
     if "dataset" not in fields:
         fields["dataset"] = _DATASETS.get(str(ctx.constraints.dataset).lower(), "cifar10")
     if fields.get("data_root") is None:
@@ -93,9 +104,13 @@ class SWNASStrategy(Strategy):
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
-        if getattr(ctx.space, "name", "nb201") != "nb201":
-            raise ValueError("the swnas strategy searches the nb201 space (--space nb201)")
+        self.open = getattr(ctx.space, "name", "nb201") == "open"
+        if not self.open and getattr(ctx.space, "name", "nb201") != "nb201":
+            raise ValueError("the swnas strategy searches the nb201 or the open space")
         opts = SWNASOptions.model_validate(ctx.options)
+        if self.open and opts.method == "progressive":
+            raise ValueError("swnas method 'progressive' exists for the nb201 cell only "
+                             "(open space: synergistic, argmax or pt)")
         self.method: str = opts.method
         self.settings, self.advisor = settings_from_options(ctx, opts)
         self.max_proposals = opts.max_proposals
@@ -126,7 +141,13 @@ class SWNASStrategy(Strategy):
         return self.result
 
     def ranking(self) -> list[str]:
-        return self.search().cells[self.method][:self.max_proposals]
+        ranked = self.search().cells[self.method]
+        if self.open:  # derived nets over the run's caps are not proposed
+            from archlore.search.spaces.open import fits
+
+            ranked = [a for a in ranked
+                      if fits(self.space.decode(a), self.ctx.constraints)]
+        return ranked[:self.max_proposals]
 
     # ask / tell -------------------------------------------------------------------------
     def ask(self, n: int) -> list[Proposal]:
@@ -134,8 +155,12 @@ class SWNASStrategy(Strategy):
         out = []
         while len(out) < n and self.asked < len(ranked):
             arch = ranked[self.asked]
-            out.append(Proposal(arch=arch, operator=OPERATOR,
-                                notes=f"swnas {self.method} rank {self.asked}"))
+            notes = f"swnas {self.method} rank {self.asked}"
+            if self.open:
+                out.append(self.proposal(self.space.decode(arch), operator=OPERATOR,
+                                         notes=notes))
+            else:
+                out.append(Proposal(arch=arch, operator=OPERATOR, notes=notes))
             self.asked += 1
         return out
 

@@ -204,6 +204,42 @@ def test_offline_mutator_answers_the_swnas_step_with_the_rules():
     assert all(e.kind in ("mask_op", "prefer_op") for e in res.space_edits)
 
 
+def open_signals() -> StructuralSignals:
+    from archlore.search.swnas.open_messages import OPEN_BLOCKS
+
+    b = len(OPEN_BLOCKS)
+    imp = np.zeros((2, b))
+    imp[1, 4] = 0.05  # dwsep measures best on the important stage 2
+    return StructuralSignals(space="open", epoch=2, window=2, ops=list(OPEN_BLOCKS),
+                             edges=["stage1", "stage2"], alpha=np.full((2, b), 1 / b).tolist(),
+                             alpha_trend=np.zeros((2, b)).tolist(), op_importance=imp.tolist(),
+                             node_importance=[0.3, 1.0], node_trend=[0.0, 0.1],
+                             masked=[[False] * b for _ in range(2)], added=[False, False],
+                             add_left=1)
+
+
+def test_open_space_swnas_step_adds_a_node_through_the_llm(server, make_model):
+    server.script = [json.dumps({"edits": [
+        {"kind": "add_node", "after": 2, "op": "dwsep", "reason": "capacity"},
+        {"kind": "prefer_block", "stage": 2, "block": "dwsep", "strength": 2.0},
+        {"kind": "mask_block", "stage": 5, "block": "basic"}], "rationale": "deeper"})]
+    res = LLMMutator(make_model(), mode="structured").mutate(MutationRequest(
+        operator="swnas", space="open", signals=open_signals()))
+    assert res.status == "ok" and [e.kind for e in res.space_edits] == ["add_node",
+                                                                        "prefer_block"]
+    assert "mask_block" in res.notes  # stage 5 rejected with its reason
+    body = server.requests[0].body
+    schema = json.dumps(body["response_format"]["json_schema"]["schema"])
+    assert "add_node" in schema and "mask_block" in schema and "mask_op" not in schema
+    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    assert "chain of stages" in system and "stage2" in user and "You may add 1 node" in user
+    offline = OfflineMutator().mutate(MutationRequest(operator="swnas", space="open",
+                                                      signals=open_signals()))
+    assert offline.status == "ok"
+    assert ("add_node", 2, "dwsep") in [(e.kind, getattr(e, "after", None), getattr(e, "op", ""))
+                                        for e in offline.space_edits]
+
+
 def test_swnas_strategy_advisor_goes_through_the_protocol():
     from archlore.search.swnas.strategy import _mutator_advisor
 
