@@ -45,7 +45,11 @@ def main() -> None:
     from bench_swnas import _llm_mutator  # same LLM setup as the NB201 benchmark
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--dataset", default="digits",
+                    help="any archlore dataset, or cifar10-subset: a class-balanced subset of "
+                         "../shared/data's CIFAR-10 (--subset) at --image-size, as bench_cifar")
+    ap.add_argument("--subset", type=int, nargs=3, default=[3000, 1000, 1000],
+                    metavar=("TRAIN", "VAL", "TEST"))
     ap.add_argument("--data-root", default=os.environ.get("ARCHLORE_DATA", "../shared/data"))
     ap.add_argument("--image-size", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -55,7 +59,8 @@ def main() -> None:
     ap.add_argument("--advise-every", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=4.0, help="evaluator epochs per net")
     ap.add_argument("--variants", nargs="+", default=["plain", "rules"],
-                    choices=["plain", "rules", "llm"])
+                    choices=["plain", "rules", "rules-noadd", "llm"],
+                    help="rules-noadd: the rule-based advisor with AddNode disabled (ablation)")
     ap.add_argument("--llm-base-url", default=None)
     ap.add_argument("--llm-model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--llm-timeout", type=float, default=600.0)
@@ -65,6 +70,14 @@ def main() -> None:
     if "llm" in args.variants and not args.llm_base_url:
         ap.error("--variants llm needs --llm-base-url")
 
+    if args.dataset == "cifar10-subset":
+        import tempfile
+
+        from bench_cifar import write_subset
+        work = Path(tempfile.mkdtemp(prefix="swnas-open-"))
+        npz = write_subset(args.data_root, work / "cifar10-subset.npz", *args.subset,
+                           size=args.image_size)
+        args.dataset, args.data_root = f"npz:{npz}", None
     constraints = Constraints(dataset=args.dataset, image_size=args.image_size)
     base_spec = OpenSpace().seeds(constraints)[1]  # the residual seed: basic blocks
     mutator = _llm_mutator(args) if "llm" in args.variants else None
@@ -93,9 +106,13 @@ def main() -> None:
         ref = score(base_spec, seed)
         rows.append({"seed": seed, "method": "base (residual seed)", "blocks": _blocks(base_spec),
                      **ref, "wall_s": 0.0, "edits": 0, "added": 0, "load": _load()})
+        print(f"seed {seed} base               val {100 * (ref['val_acc'] or 0):6.2f} test "
+              f"{100 * (ref['test_acc'] or 0):6.2f} {(ref['macs'] or 0) / 1e6:6.3f} MMACs  "
+              f"{_blocks(base_spec)}", flush=True)
         plain = base.model_copy(update={"seed": seed})
         guided = plain.model_copy(update={"advisor": "rules", "advise_every": args.advise_every})
-        runs = {"plain": (plain, None), "rules": (guided, advise)}
+        runs = {"plain": (plain, None), "rules": (guided, advise),
+                "rules-noadd": (guided.model_copy(update={"max_added": 0}), advise)}
         if mutator is not None:
             runs["llm"] = (guided.model_copy(update={"advisor": f"llm:{args.llm_model}"}),
                            _mutator_advisor(mutator, seed))
@@ -111,6 +128,7 @@ def main() -> None:
                 rows.append({"seed": seed, "method": name, "blocks": _blocks(spec), **r,
                              "wall_s": res.wall_s, "edits": len(accepted), "added": added,
                              "rejected": sum(len(s.get("rejected", [])) for s in res.edits),
+                             "edit_log": res.edits if method == "argmax" else [],
                              "load": _load()})
                 print(f"seed {seed} {name:18} val {100 * (r['val_acc'] or 0):6.2f} test "
                       f"{100 * (r['test_acc'] or 0):6.2f} {(r['macs'] or 0) / 1e6:6.3f} MMACs  "

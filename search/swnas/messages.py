@@ -79,7 +79,10 @@ class SearchSettings(BaseModel):
 
     def key(self) -> str:
         """Hash of the settings that change the result (not ``threads``/``data_root``)."""
-        text = self.model_dump_json(exclude={"threads", "data_root"})
+        skip = {"threads", "data_root"}
+        if self.space == "nb201":  # keys of NB201 searches stay what they were before the open space
+            skip |= {"space", "base", "max_added"}
+        text = self.model_dump_json(exclude=skip)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
