@@ -70,6 +70,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     # FairNAD before the local climb and the evidence-checked prior (issue 17, first round)
     "fairnad-nolocal": ("fairnad", {"mutation": {"local": 0}, "prior_check": False}),
     "fairnad-fair": ("fairnad", {"sampler": "fair"}),
+    # the round-2 default (session 4): classic start cells, prior not checked
+    "fairnad-r2": ("fairnad", {"start": "classic", "prior_check": False}),
     "fairnad-pstart": ("fairnad", {"prior_start": True, "n_seeds": 7}),  # after seeing `prior`
     "fairnad-nostart": ("fairnad", {"start": "random"}),
     "fairnad-flat": ("fairnad", {"prior": "flat"}),

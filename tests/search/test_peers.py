@@ -90,15 +90,18 @@ def test_named_configurations_and_fairnad_ablations_run_and_differ():
                      mutator_factory=lambda: make_mutator("offline"))
     got = {}
     for name in ("fairnad", "fairnad-paper", "fairnad-nostart", "fairnad-flat",
-                 "fairnad-randideas", "fairnad-bare", "fairnad-fair"):
+                 "fairnad-randideas", "fairnad-bare", "fairnad-fair", "fairnad-r2"):
         a = run_once(name, "cifar10", 2, spec, task="permuted")
         assert a.archs == run_once(name, "cifar10", 2, spec, task="permuted").archs
         assert len(set(a.archs)) == 30
         got[name] = a.archs
     assert len({tuple(v) for v in got.values()}) >= len(got) - 1  # 30 queries: a pair may tie
-    # the classic start cells open the run unless start="random"
-    seeds = set(got["fairnad"][:6])
-    assert not seeds & set(got["fairnad-nostart"][:6])
+    # the classic start cells open the run (the default "auto" alternates them with random
+    # cells on NB201) unless start="random"
+    from archlore.search.spaces.nb201 import NB201Space
+    classic = NB201Space().seeds()
+    assert got["fairnad"][0:6:2] == classic[:3] and got["fairnad-r2"][:6] == classic[:6]
+    assert not set(classic) & set(got["fairnad-nostart"][:6])
 
 
 
