@@ -223,6 +223,9 @@ def test_engine_runs_open_swnas_on_digits(tmp_path):
     assert all(sp is not None and sp.name.startswith("swnas-open") for sp in specs)
     seed = OpenSpace().seeds(Constraints(dataset="digits", image_size=8))[1]
     assert all(len(sp.stages) >= len(seed.stages) - 1 for sp in specs)
+    # resumable: a finished run resumes without searching again (the cached result)
+    again = run_engine(cfg, tmp_path, resume=True, write_outputs=False)
+    assert again.status == "finished" and again.counts["candidates"] == 2
     with pytest.raises(ValueError, match="nb201 cell only"):
         from archlore.search.strategies.base import StrategyContext
         from archlore.search.swnas.strategy import SWNASStrategy
