@@ -254,9 +254,9 @@ def parse_cell(text: str, parent_arch: str) -> tuple[str, list[CellChange]]:
 
 
 def advisor_schema(space: str = "nb201") -> dict:
-    from archlore.search.swnas.messages import answer_model
+    from archlore.search.swnas.messages import answer_schema
 
-    schema = answer_model(space).model_json_schema()
+    schema = answer_schema(space)
     # ``kind`` has a default in the models, so pydantic leaves it optional; a grammar-constrained
     # server then lets a small model omit it, and the edit cannot be told apart
     for variant in schema.get("$defs", {}).values():

@@ -18,7 +18,9 @@ import numpy as np
 from archlore.search.spaces.nb201 import EDGES, OPS, connected
 from archlore.search.swnas.open_messages import (
     MAX_STAGES,
+    OPEN_BLOCKS,
     MaskBlock,
+    OpenBlock,
     PreferBlock,
     render_open_signals,
     validate_open_edits,
@@ -159,7 +161,7 @@ class AddNode(BaseModel):
 
     kind: Literal["add_node"] = "add_node"
     after: int = Field(ge=0, le=MAX_STAGES)
-    op: str
+    op: OpName | OpenBlock  # a cell op or a block type (the schema per space lists one set)
     reason: str = ""
 
 
@@ -185,6 +187,17 @@ class OpenAdvisorAnswer(BaseModel):
 
 def answer_model(space: str) -> type[BaseModel]:
     return OpenAdvisorAnswer if space == "open" else AdvisorAnswer
+
+
+def answer_schema(space: str) -> dict:
+    """The answer's JSON schema for ``space``, AddNode's ``op`` limited to that space's names
+    (a grammar-constrained model then cannot name a cell op in the open space)."""
+    schema = answer_model(space).model_json_schema()
+    names = list(OPEN_BLOCKS) if space == "open" else list(OPS)
+    add = schema.get("$defs", {}).get("AddNode", {}).get("properties", {})
+    if "op" in add:
+        add["op"] = {"enum": names, "title": "Op", "type": "string"}
+    return schema
 
 
 def _possible_cell_connected(allowed: np.ndarray) -> bool:

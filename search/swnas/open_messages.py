@@ -63,7 +63,7 @@ def validate_open_edits(edits: list, signals: StructuralSignals) -> tuple[list, 
     from archlore.search.swnas.messages import AddNode, MaskOp, PreferOp
 
     allowed = ~np.asarray(signals.masked, dtype=bool)
-    k = len(signals.edges)
+    k0 = k = len(signals.edges)  # stage numbers refer to the net before this answer
     add_left = signals.add_left
     accepted: list = []
     rejected: list[tuple] = []
@@ -77,8 +77,8 @@ def validate_open_edits(edits: list, signals: StructuralSignals) -> tuple[list, 
             if edit.op not in signals.ops:
                 rejected.append((edit, f"unknown block {edit.op!r} (known: "
                                        f"{', '.join(signals.ops)})"))
-            elif edit.after > k:
-                rejected.append((edit, f"after={edit.after}: the net has {k} stages"))
+            elif edit.after > k0:
+                rejected.append((edit, f"after={edit.after}: the net has {k0} stages"))
             elif k + 1 > MAX_STAGES:
                 rejected.append((edit, f"the net already has {k} stages (at most {MAX_STAGES})"))
             elif add_left <= 0:

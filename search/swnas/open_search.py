@@ -39,6 +39,7 @@ from archlore.search.swnas.open_supernet import OpenSupernet
 
 EPS = 1e-6
 TOP_OPTIONS = 4  # per stage, when ranking whole nets
+RANKED = 100  # nets kept per method (the strategy drops those over the run's caps)
 
 
 class OpenDartsSearch(DartsSearch):
@@ -78,6 +79,7 @@ class OpenDartsSearch(DartsSearch):
 
     @torch.no_grad()
     def signals(self, epoch: int, alphas: list, nodes: list) -> StructuralSignals:
+        _backfill(nodes)
         w = self.weights()
         return StructuralSignals.from_history(
             epoch, alphas, nodes, self.op_importance(w), self.mask.tolist(),
@@ -89,13 +91,13 @@ class OpenDartsSearch(DartsSearch):
     def apply(self, accepted: list, alphas: list, nodes: list) -> None:
         self.mask, self.prefer = apply_open_edits(accepted, self.mask, self.prefer)
         # insert from the deepest position first: stage numbers refer to the nets before
-        for edit in sorted((e for e in accepted if isinstance(e, AddNode)),
-                           key=lambda e: -e.after):
-            self.add_node(edit.after, edit.op, alphas, nodes)
+        adds = [e for e in accepted if isinstance(e, AddNode)]
+        for n, edit in sorted(enumerate(adds), key=lambda ie: -ie[1].after):
+            self.add_node(edit.after, edit.op, alphas, nodes, salt=n)
 
-    def add_node(self, after: int, block: str, alphas: list, nodes: list) -> None:
+    def add_node(self, after: int, block: str, alphas: list, nodes: list, salt: int = 0) -> None:
         with torch.random.fork_rng(devices=[]):  # seeded init of the new node's weights
-            torch.manual_seed(self.s.seed * 1_000_003 + len(alphas) * 101 + after)
+            torch.manual_seed(self.s.seed * 1_000_003 + len(alphas) * 101 + after * 7 + salt)
             params = self.net.add_node(after, block)
         lr = self.w_opt.param_groups[0]["lr"]
         self.w_opt.add_param_group({"params": params, "lr": lr, "initial_lr": self.s.w_lr})
@@ -109,8 +111,8 @@ class OpenDartsSearch(DartsSearch):
         row = torch.softmax(self.net.alpha[after].detach(), -1).tolist()
         for entry in alphas:  # history in the current layout: the node "was" at its start
             entry.insert(after, row)
-        for entry in nodes:
-            entry.insert(after, 0.0)
+        for entry in nodes:  # unknown until measured: filled with the first measurement
+            entry.insert(after, float("nan"))
 
     # discretisation ------------------------------------------------------------------------
     def derive(self, final: StructuralSignals) -> tuple[dict[str, list[str]], list[dict]]:
@@ -119,8 +121,19 @@ class OpenDartsSearch(DartsSearch):
         cells = {}
         for method, table in tables.items():
             cells[method] = [self.net.derive(choice, name=f"swnas-open-{method}").to_json()
-                             for choice in rank(table)]
+                             for choice in rank(table, limit=RANKED)]
         return cells, []
+
+
+def _backfill(nodes: list[list[float]]) -> None:
+    """An added node's importance before its first measurement := that measurement (so its
+    trend starts at 0 instead of a jump from a made-up value). In place."""
+    for col in range(len(nodes[-1]) if nodes else 0):
+        first = next((row[col] for row in nodes if row[col] == row[col]), None)  # not NaN
+        if first is not None:
+            for row in nodes:
+                if row[col] != row[col]:
+                    row[col] = first
 
 
 def scores(signals: StructuralSignals, lam: float, tau: float, prefer: np.ndarray,

@@ -8,10 +8,11 @@ to ``b``. Every module is built from archlore's own rendered code for a one-stag
 (:func:`~archlore.search.spaces.open_render.render`), so the supernet's candidates are
 exactly the networks the derived spec renders to -- nothing is re-implemented here.
 
-Node masking: ``node_scale[i] = 0`` multiplies the residual *branch* of every block of stage
-``i`` by 0 (a forward hook on each ``Residual.body``), so the stage passes only its shortcut:
-the identity for a stride-1, same-width stage (then dropping the stage is exact), a 1x1
-projection otherwise, and nothing for a stage without shortcut.
+Node masking: ``node_scale[i] = 0`` bypasses stage ``i``. A *droppable* stage (stride 1, same
+width, identity shortcut) then returns its input: exactly the net without it. Any other stage
+passes only its shortcuts: its residual branches are multiplied by 0 (a forward hook on each
+``Residual.body``), leaving a 1x1 projection, or nothing for a stage without shortcut. The
+supernet has no dropout (its steps and signals draw no random numbers).
 
 :meth:`OpenSupernet.add_node` inserts a new mixed stage (stride 1, the width of the stage it
 follows, depth 1, 3x3 kernel, identity shortcut) during the search.
@@ -89,7 +90,8 @@ class MixedStage(nn.Module):
                 body.register_forward_hook(self._scale_branch)
 
     def _scale_branch(self, module: nn.Module, args: tuple, out: torch.Tensor):
-        return None if self.scale is None else out * self.scale
+        # a droppable stage is bypassed as a whole in forward (exactly its removal)
+        return None if self.scale is None or self.droppable else out * self.scale
 
     @property
     def droppable(self) -> bool:
@@ -104,6 +106,10 @@ class MixedStage(nn.Module):
                 y = w[k] * block(x)
                 out = y if out is None else out + y
         assert out is not None, "every block of a stage is masked"
+        if self.scale is not None and self.droppable:
+            # zeroed: the identity, i.e. the net without this stage (a residual branch set to
+            # zero would still pass the block's post-activation)
+            return self.scale * out + (1 - self.scale) * x
         return out
 
 
@@ -118,6 +124,9 @@ class OpenSupernet(nn.Module):
                                                  in_channels=in_channels)
         self.stem, self.head_conv, self.classifier = (skeleton.stem, skeleton.head_conv,
                                                       skeleton.classifier)
+        for i, m in enumerate(self.classifier):  # no dropout in the supernet: its signals and
+            if isinstance(m, nn.Dropout):        # steps must not draw from the global RNG
+                self.classifier[i] = nn.Identity()
         stages = nn.ModuleList()
         cin = self.base.stem.channels
         for stage in self.base.stages:

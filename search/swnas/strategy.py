@@ -120,6 +120,7 @@ class SWNASStrategy(Strategy):
         self.result: SearchResult | None = None
         self.cache_hit = False
         self.best: tuple[float, str] | None = None
+        self._ranked: list[str] | None = None
 
     # search -----------------------------------------------------------------------------
     def search(self) -> SearchResult:
@@ -141,12 +142,26 @@ class SWNASStrategy(Strategy):
         return self.result
 
     def ranking(self) -> list[str]:
+        if self._ranked is None:
+            self._ranked = self._rank()
+        return self._ranked
+
+    def _rank(self) -> list[str]:
         ranked = self.search().cells[self.method]
         if self.open:  # derived nets over the run's caps are not proposed
             from archlore.search.spaces.open import fits
 
-            ranked = [a for a in ranked
-                      if fits(self.space.decode(a), self.ctx.constraints)]
+            kept = []
+            for arch in ranked:
+                if fits(self.space.decode(arch), self.ctx.constraints):
+                    kept.append(arch)
+                    if len(kept) == self.max_proposals:
+                        break
+            if not kept:
+                raise ValueError(f"none of the {len(ranked)} nets the open-space SWNAS search "
+                                 "derived fits the run's caps (--max-mflops / --max-params); "
+                                 "raise them or search a smaller base (options.base)")
+            ranked = kept
         return ranked[:self.max_proposals]
 
     # ask / tell -------------------------------------------------------------------------
@@ -183,6 +198,6 @@ class SWNASStrategy(Strategy):
             "search_wall_s": None if r is None else round(r.wall_s, 1),
             "supernet_val_acc": None if r is None else r.supernet_val_acc,
             "edits": 0 if r is None else sum(len(e["accepted"]) for e in r.edits),
-            "derived": None if r is None else r.cells[self.method][0],
+            "derived": None if r is None or not self._ranked else self._ranked[0],
             "best_val_acc": None if self.best is None else self.best[0],
         }

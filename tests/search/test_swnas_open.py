@@ -88,6 +88,19 @@ def test_masking_a_droppable_stage_is_exactly_dropping_it():
         net.derive(["basic", None])
 
 
+def test_bypassing_a_droppable_stage_is_its_removal_whatever_the_activation():
+    """A zeroed residual branch would still pass the block's post-activation (GELU here);
+    the bypass returns the stage's input."""
+    torch.manual_seed(0)
+    base = BASE.model_copy(update={"act": "gelu"})
+    net = OpenSupernet(base)
+    net.add_node(1, "mbconv")  # an added node after a stage whose output can be negative
+    x = torch.randn(4, 3, 8, 8)
+    choice = ["mbconv", "mbconv", "dwsep"]
+    masked = net(x, _one_hot(choice, 3), torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.allclose(masked, _rendered_twin(net, ["mbconv", None, "dwsep"])(x), atol=1e-5)
+
+
 def test_add_node_inserts_a_trainable_tilted_stage():
     torch.manual_seed(0)
     net = OpenSupernet(BASE)
@@ -167,6 +180,28 @@ def test_rule_advisor_masks_useless_prefers_measured_and_adds_a_node():
     assert {"AddNode", "MaskBlock", "PreferBlock"} <= set(schema["$defs"])
 
 
+def test_two_added_nodes_in_one_answer_refer_to_the_net_before_it():
+    s = SearchSettings(space="open", base=BASE.to_json(), advise_every=1, advisor="t",
+                       max_added=2, **{**TINY, "epochs": 3})
+    calls = []
+
+    def advisor(signals):
+        calls.append(signals)
+        if signals.epoch == 1:  # both after the last stage; after=3 does not exist yet
+            return [AddNode(after=2, op="dwsep"), AddNode(after=3, op="basic"),
+                    AddNode(after=2, op="fused")]
+        return []
+
+    res = run_search(s, advisor=advisor)
+    step = res.edits[0]
+    assert [e["op"] for e in step["accepted"]] == ["dwsep", "fused"]
+    assert "the net has 2 stages" in step["rejected"][0]["reason"]
+    assert len(calls[1].edges) == 4 and calls[1].added == [False, False, True, True]
+    # an added node's trend starts at 0 (its history is its first measurement)
+    assert calls[1].node_trend[2:] == [0.0, 0.0]
+    assert all(v == v for row in res.node_history for v in row)  # no NaN left
+
+
 def test_synergistic_drops_an_unimportant_added_node_and_argmax_never_drops():
     alpha = [[1 / B] * B, [0.4] + [0.1] * (B - 1), [1 / B] * B]
     imp = [[0.01] * B, [0.001] * B, [0.02] * B]
@@ -226,6 +261,13 @@ def test_engine_runs_open_swnas_on_digits(tmp_path):
     # resumable: a finished run resumes without searching again (the cached result)
     again = run_engine(cfg, tmp_path, resume=True, write_outputs=False)
     assert again.status == "finished" and again.counts["candidates"] == 2
+    from archlore.search.strategies.base import StrategyContext
+    from archlore.search.swnas.strategy import SWNASStrategy
+    tight = StrategyContext(space=OpenSpace(), constraints=Constraints(
+        dataset="digits", image_size=8, max_mmacs=0.001),
+        options={**opts, "base": BASE.to_json()})
+    with pytest.raises(ValueError, match="fits the run's caps"):
+        SWNASStrategy(tight).ask(1)  # caps that no derived net meets
     with pytest.raises(ValueError, match="nb201 cell only"):
         from archlore.search.strategies.base import StrategyContext
         from archlore.search.swnas.strategy import SWNASStrategy
