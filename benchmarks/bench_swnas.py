@@ -165,6 +165,11 @@ def main() -> None:
         print(f"| {m} | {statistics.mean(accs):.2f} ± {sd:.2f} | "
               f"{' / '.join(f'{a:.2f}' for a in accs)} | "
               f"{statistics.mean(r['wall_s'] for r in rs):.0f} |")
+    finish(mutator, t0, args, rows)
+
+
+def finish(mutator, t0: float, args: argparse.Namespace, rows: list[dict]) -> None:
+    """The LLM advisor's token use, the total time and load, and the rows as JSON."""
     if mutator is not None:
         u = mutator.model.usage
         print(f"LLM advisor: {u.calls} calls, {u.prompt_tokens} prompt + "

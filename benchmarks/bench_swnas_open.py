@@ -17,7 +17,6 @@ images); the evaluator reports the dataset's validation and test accuracy.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -33,16 +32,12 @@ from archlore.search.swnas.messages import SearchSettings
 from archlore.search.swnas.strategy import _mutator_advisor
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _blocks(spec: ArchSpec) -> str:
     return "/".join(s.block for s in spec.stages)
 
 
 def main() -> None:
-    from bench_swnas import _llm_mutator  # same LLM setup as the NB201 benchmark
+    from bench_swnas import _llm_mutator, _load, finish  # as the NB201 benchmark
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits",
@@ -152,12 +147,7 @@ def main() -> None:
               f"{statistics.mean(r['wall_s'] for r in rs):.0f} | "
               f"{statistics.mean(r['edits'] for r in rs):.1f} "
               f"({statistics.mean(r['added'] for r in rs):.1f}) |")
-    if mutator is not None:
-        u = mutator.model.usage
-        print(f"LLM advisor: {u.calls} calls, {u.prompt_tokens} prompt + "
-              f"{u.completion_tokens} completion tokens")
-    print(f"\ntotal {time.perf_counter() - t0:.0f}s; load avg at end {_load()}")
-    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    finish(mutator, t0, args, rows)
 
 
 if __name__ == "__main__":

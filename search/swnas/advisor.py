@@ -90,17 +90,27 @@ def observations(signals: StructuralSignals, gap: float = 0.1) -> list[str]:
     lead = [EDGE_LABELS[e] for e in range(len(EDGES)) if int(np.argmax(alpha[e])) == SKIP]
     lines.append(f"skip_connect has the largest weight on {len(lead)} of {len(EDGES)} edges"
                  + (f" ({', '.join(lead)})" if lead else "") + ".")
-    over, under = [], []
-    for e in range(len(EDGES)):
-        for o in range(len(OPS)):
-            if o == NONE or signals.masked[e][o]:
-                continue
-            if p[e, o] - r[e, o] > gap:
-                over.append(f"{EDGE_LABELS[e]} {OPS[o]} ({p[e, o]:.2f} vs {r[e, o]:.2f})")
-            elif r[e, o] - p[e, o] > gap:
-                under.append(f"{EDGE_LABELS[e]} {OPS[o]} ({p[e, o]:.2f} vs {r[e, o]:.2f})")
+    over, under = credit_gaps(signals, p, r, gap, lambda e, o: f"{EDGE_LABELS[e]} {OPS[o]}",
+                              skip=NONE)
     lines.append("Weight share above measured share (over-credited: candidates for mask_op): "
                  + ("; ".join(over) if over else "none") + ".")
     lines.append("Weight share below measured share (under-credited: candidates for prefer_op): "
                  + ("; ".join(under) if under else "none") + ".")
     return lines
+
+
+def credit_gaps(signals: StructuralSignals, p: np.ndarray, r: np.ndarray, gap: float,
+                name, skip: int | None = None, extra=None) -> tuple[list[str], list[str]]:
+    """(over-credited, under-credited) unmasked ops, as ``name(row, op)`` plus their alpha
+    vs measured shares (and ``extra(row, op)`` for over-credited ones when given)."""
+    over, under = [], []
+    for e in range(len(signals.edges)):
+        for o in range(len(signals.ops)):
+            if o == skip or signals.masked[e][o]:
+                continue
+            shares = f"{p[e, o]:.2f} vs {r[e, o]:.2f}"
+            if p[e, o] - r[e, o] > gap:
+                over.append(f"{name(e, o)} ({shares}{extra(e, o) if extra else ''})")
+            elif r[e, o] - p[e, o] > gap:
+                under.append(f"{name(e, o)} ({shares})")
+    return over, under

@@ -69,21 +69,15 @@ def advise_open(signals: StructuralSignals, important: float = 0.5, gap: float =
 
 def open_observations(signals: StructuralSignals, gap: float = 0.1) -> list[str]:
     """Plain-sentence facts for an LLM advisor in the open space."""
+    from archlore.search.swnas.advisor import credit_gaps
+
     p, r, d = _shares(signals)
     imp = np.asarray(signals.node_importance, dtype=float)
     lines = ["Stage importance: " + ", ".join(
         f"stage {s + 1} {imp[s]:.2f}" + (" (added)" if signals.added and signals.added[s]
                                          else "") for s in range(len(imp))) + "."]
-    over, under = [], []
-    for s in range(len(signals.edges)):
-        for b, op in enumerate(signals.ops):
-            if signals.masked[s][b]:
-                continue
-            if p[s, b] - r[s, b] > gap:
-                over.append(f"stage {s + 1} {op} ({p[s, b]:.2f} vs {r[s, b]:.2f}, "
-                            f"removal {d[s, b]:+.4f})")
-            elif r[s, b] - p[s, b] > gap:
-                under.append(f"stage {s + 1} {op} ({p[s, b]:.2f} vs {r[s, b]:.2f})")
+    over, under = credit_gaps(signals, p, r, gap, lambda s, b: f"stage {s + 1} {signals.ops[b]}",
+                              extra=lambda s, b: f", removal {d[s, b]:+.4f}")
     lines.append("Weight share above measured share (over-credited: candidates for "
                  "mask_block): " + ("; ".join(over) if over else "none") + ".")
     lines.append("Weight share below measured share (under-credited: candidates for "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from archlore.search.spaces.open_render import channels, render
 from archlore.search.spaces.open_spec import ArchSpec, Head, Stage, Stem
 from archlore.search.swnas.open_messages import OPEN_BLOCKS
+from archlore.search.swnas.supernet import ArchParams
 
 # hidden-width ratio per block type when a stage switches to it (as the open space's seeds)
 EXPAND = {"basic": 1.0, "bottleneck": 0.5, "mbconv": 4.0, "fused": 2.0, "dwsep": 1.0,
@@ -113,7 +114,7 @@ class MixedStage(nn.Module):
         return out
 
 
-class OpenSupernet(nn.Module):
+class OpenSupernet(ArchParams, nn.Module):
     """Mixed stages over ``base`` (baked); ``alpha`` is (stages x blocks)."""
 
     def __init__(self, base: ArchSpec, num_classes: int = 10, in_channels: int = 3) -> None:
@@ -135,18 +136,6 @@ class OpenSupernet(nn.Module):
         self.stages = stages
         self.added: list[bool] = [False] * len(stages)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(stages), len(OPEN_BLOCKS)))
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n != "alpha"]
-
-    def mixing_weights(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.alpha
-        if mask is not None:
-            a = a.masked_fill(~mask, float("-inf"))
-        return F.softmax(a, dim=-1)
 
     def add_node(self, after: int, block: str, tilt: float = 1.0) -> list[nn.Parameter]:
         """Insert a mixed stage after stage ``after`` (0: after the stem); returns its new

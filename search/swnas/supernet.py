@@ -107,7 +107,27 @@ class ResidualReduction(nn.Module):
         return self.b(self.a(x)) + self.shortcut(x)
 
 
-class Supernet(nn.Module):
+class ArchParams:
+    """The alpha-vs-weights split both supernets share: ``alpha`` (rows x ops) is its own
+    parameter, kept apart from the network weights for the alternating updates."""
+
+    alpha: nn.Parameter
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n != "alpha"]  # type: ignore[attr-defined]
+
+    def mixing_weights(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """softmax(alpha) per row; masked ops (``mask`` False) get weight exactly 0."""
+        a = self.alpha
+        if mask is not None:
+            a = a.masked_fill(~mask, float("-inf"))
+        return F.softmax(a, dim=-1)
+
+
+class Supernet(ArchParams, nn.Module):
     """NB201 supernet with ``cells`` search cells per stage and ``channels`` stem width.
 
     ``alpha`` (6 x 5) is a parameter of its own (:meth:`arch_parameters`), kept apart from the
@@ -130,19 +150,6 @@ class Supernet(nn.Module):
         self.head = nn.Sequential(nn.BatchNorm2d(c, track_running_stats=False), nn.ReLU(inplace=False))
         self.classifier = nn.Linear(c, num_classes)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n != "alpha"]
-
-    def mixing_weights(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """softmax(alpha) per edge; masked ops (``mask`` False) get weight exactly 0."""
-        a = self.alpha
-        if mask is not None:
-            a = a.masked_fill(~mask, float("-inf"))
-        return F.softmax(a, dim=-1)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 node_scale: torch.Tensor | None = None) -> torch.Tensor:
