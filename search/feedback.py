@@ -88,8 +88,12 @@ def objective_values(c: Candidate | None, objectives: list[Objective]) -> dict[s
     return {k: float(v) for k, v in vals.items()}  # type: ignore[arg-type]
 
 
-def outcome(c: Candidate, parent: Candidate | None, objectives: list[Objective]) -> Outcome:
-    """The typed record of what candidate ``c`` did, for its lineage's next mutation."""
+def outcome(c: Candidate, parent: Candidate | None, objectives: list[Objective],
+            parent_values: dict[str, float] | None = None) -> Outcome:
+    """The typed record of what candidate ``c`` did, for its lineage's next mutation.
+    ``parent_values``: the parent's values to compare with (multi-fidelity: its rung-0 result,
+    the rung ``c`` was told at, so a child is never judged against a promoted parent's longer
+    training); default: the parent's current values."""
     base = dict(candidate_id=c.id, operator=c.operator, idea_id=c.idea_id, move=c.move)
     if c.status == "duplicate":
         return Outcome(**base, verdict="duplicate", duplicate_of=c.duplicate_of)
@@ -100,7 +104,7 @@ def outcome(c: Candidate, parent: Candidate | None, objectives: list[Objective])
         return Outcome(**base, verdict="failed", status=ev.status, stage=ev.stage,
                        reason=ev.reason)
     mine = objective_values(c, objectives) or {}
-    theirs = objective_values(parent, objectives)
+    theirs = parent_values if parent_values is not None else objective_values(parent, objectives)
     delta = {k: v - theirs[k] for k, v in mine.items()} if theirs else {}
     verdict = "same"
     if theirs:  # vs the parent on the run's first objective (the one a goal trades against)

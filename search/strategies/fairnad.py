@@ -176,6 +176,7 @@ class FairNAD(Strategy):
         self.idea_stats = IdeaStats()
         self.archive: dict[int, Candidate] = {}
         self.front: list[int] = []
+        self.told_values: dict[int, dict[str, float]] = {}  # values at tell time (rung 0)
         self.history: dict[int, list[Outcome]] = {}
         self.op_counts: dict[str, dict[str, int]] = {}
         self._seeds: list[Any] | None = None
@@ -465,6 +466,8 @@ class FairNAD(Strategy):
         c = candidate
         self.archive[c.id] = c
         mine = objective_values(c, self.objectives)
+        if mine is not None:
+            self.told_values[c.id] = dict(mine)
         on_front = False
         if mine is not None:
             ids = self.front + [c.id]
@@ -472,7 +475,9 @@ class FairNAD(Strategy):
             self.front = [i for i, k in zip(ids, keep, strict=True) if k]
             on_front = bool(keep[-1])
         parent = self.archive.get(c.parents[0]) if c.parents else None
-        theirs = objective_values(parent, self.objectives)
+        # the parent at the rung the child was told at: a promoted parent's longer training
+        # would make every child look worse (multi-fidelity; the same values otherwise)
+        theirs = self.told_values.get(parent.id) if parent is not None else None
         if c.status != "duplicate":
             self.idea_stats.record(c.idea_id, mine, theirs, on_front)
             if c.idea_id:
@@ -496,7 +501,7 @@ class FairNAD(Strategy):
                     self.climb = c.id  # first improvement (or a new climb, or a new best)
             if mine is not None and self.model is not None:
                 self.model.observe(c.arch, -self.quality.minimised(mine[self.quality.name]))
-        line = outcome(c, parent, self.objectives)
+        line = outcome(c, parent, self.objectives, parent_values=theirs)
         if parent is not None:
             self.history.setdefault(parent.id, []).append(line)
         lineage = list(self.history.get(parent.id, []))[-HISTORY:] if parent else []
@@ -506,6 +511,21 @@ class FairNAD(Strategy):
         st["valid"] += int(mine is not None)
         st["front"] += int(on_front)
         st["duplicate"] += int(c.status == "duplicate")
+
+    def update(self, candidate: Candidate) -> None:
+        """Multi-fidelity: ``candidate`` reached a higher rung. The front is rebuilt from every
+        told candidate's highest-rung values (a promotion can push a member off it or bring one
+        back), so Pareto tournaments draw parents from the highest-rung front. Idea rewards,
+        lineage outcomes and the ``local`` climb's ranking keep their tell-time values: each
+        compares a child with its parent at the same rung (see ``LocalSearch``)."""
+        mine = objective_values(candidate, self.objectives)
+        if mine is None or candidate.id not in self.archive:
+            return
+        self.archive[candidate.id] = candidate
+        ids = sorted(i for i, c in self.archive.items()
+                     if objective_values(c, self.objectives) is not None)
+        keep = non_dominated_mask(self._points(ids))
+        self.front = [i for i, k in zip(ids, keep, strict=True) if k]
 
     def stats(self) -> dict[str, Any]:
         return {"asked": self.asked, "front": list(self.front),

@@ -112,6 +112,7 @@ class LLMatic(Strategy):
         self.networks = CVTArchive(solution_dim=1, **common)
         self.prompt_archive = CVTArchive(solution_dim=2, **common)
         self.archs: dict[int, tuple[str, str | None]] = {}  # candidate id -> (arch, code)
+        self.scored: dict[int, tuple[float, list[float]]] = {}  # id -> (fitness, measures)
         self.curiosity: dict[int, float] = {}  # prompt-archive cell -> curiosity score
         self.prompt_fitness = [0.0] * len(self.prompts)  # collective fitness per prompt
         self.gen_best: dict[int, float] = {}  # generation -> best fitness told
@@ -234,6 +235,7 @@ class LLMatic(Strategy):
             added = False
             if trainable:
                 self.archs[candidate.id] = (candidate.arch or "", candidate.code)
+                self.scored[candidate.id] = (fitness, self._measures(candidate))
                 res = self.networks.add_single([candidate.id], fitness, self._measures(candidate))
                 added = int(res["status"]) > 0
                 self.gen_best[gen] = max(self.gen_best.get(gen, -math.inf), fitness)
@@ -259,6 +261,20 @@ class LLMatic(Strategy):
             new_cell = int(self.prompt_archive.index_of_single(measures))
             if new_cell != cell:
                 self.curiosity.setdefault(new_cell, self.curiosity.get(cell, 0.0) + delta)
+
+    def update(self, candidate: Candidate) -> None:
+        """Multi-fidelity: a network's fitness becomes its higher-rung result. The network
+        archive is rebuilt from every scored network (id order, as told), so each niche's elite
+        is the best at the highest rung each member reached; a stale rung-0 elite cannot keep a
+        niche. The prompt archive keeps its tell-time credit."""
+        vals = self.values(candidate)
+        if vals is None or candidate.id not in self.scored:
+            return
+        self.scored[candidate.id] = (-self.minimised(vals)[0], self.scored[candidate.id][1])
+        self.networks.clear()
+        for cid in sorted(self.scored):
+            fit, meas = self.scored[cid]
+            self.networks.add_single([cid], fit, meas)
 
     def _measures(self, cand: Candidate) -> list[float]:
         ev = cand.evaluation

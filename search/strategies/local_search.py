@@ -7,6 +7,10 @@ random order (NB201: the 24 one-edge changes; a space without ``neighbours`` get
 objective becomes the current genome. When every neighbour of the current genome has been
 scored without improvement (a local optimum), restart from a new random genome.
 
+Multi-fidelity: a climb compares a neighbour with the point it would leave at the rung both
+were told at (rung 0), so ``update`` is the default no-op on purpose: a promoted current point
+scored after longer training would beat every rung-0 neighbour and stall the climb.
+
 Determinism: ``ask`` draws from ``self.rng()`` and changes only ``asked``; ``tell`` moves the
 current genome, so resume re-asks (the default ``replay``).
 """

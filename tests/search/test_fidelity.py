@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from archlore.evaluator.records import EvalConfig, Evaluation
 from archlore.search.config import SearchConfig
@@ -102,14 +103,14 @@ def _cfg(name: str, budget: int = 18) -> SearchConfig:
                         proxy_check={"candidates": 4})
 
 
-def _run(tmp, cfg, stop_after=None, resume=False):
+def _run(tmp, cfg, stop_after=None, resume=False, mutator=None):
     def progress(snap):
         if stop_after is not None and snap["told"] >= stop_after:
             raise KeyboardInterrupt
 
     backend = FakeTrainer(cfg.eval_config())
     res = run_search(cfg, tmp, backend=backend, resume=resume, progress=progress,
-                     write_outputs=False)
+                     write_outputs=False, mutator=mutator)
     backend.close()
     return res, backend
 
@@ -255,3 +256,47 @@ def test_resumed_strategy_is_told_rung_0_and_updated_as_in_the_original_run(tmp_
     pop = {cid: fit for cid, _, fit in log["inst"][0].population}
     for cid, r in rungs.items():
         assert pop[cid] == pytest.approx(r[max(r)].val_acc)
+
+
+def test_fairnad_fronts_the_highest_rung_and_judges_children_at_the_parents_rung(
+        tmp_path, monkeypatch):
+    """FairNAD in a multi-fidelity run: its front is the non-dominated set of every candidate's
+    highest-rung values (a promotion can push members off), while a child's outcome compares
+    its rung-0 result with its parent's rung-0 result, not with the parent's longer training."""
+    from archlore.search.pareto import non_dominated_mask
+    from archlore.search.strategies.fairnad import FairNAD
+
+    insts: list = []
+    init = FairNAD.__init__
+
+    def _init(self, ctx):
+        init(self, ctx)
+        insts.append(self)
+
+    monkeypatch.setattr(FairNAD, "__init__", _init)
+    cfg = SearchConfig(name="mf-fairnad", dataset="synthetic", strategy="fairnad", budget=24,
+                       seed=5, fidelity={"rungs": [1, 3, 9], "reduction": 3},
+                       proxy_check={"candidates": 0})
+    from archlore.agent.mutators import make_mutator
+
+    res, _ = _run(tmp_path, cfg, mutator=make_mutator("offline"))
+    assert res.status == "finished"
+    with RunStore(tmp_path / "mf-fairnad", create=False) as st:
+        rungs = st.rungs()
+    fn = insts[0]
+    top = {cid: r[max(r)] for cid, r in rungs.items() if r[max(r)].ok}
+    assert any(max(r) > 0 for r in rungs.values())  # promotions happened
+    ids = sorted(top)
+    pts = [[-top[i].val_acc, top[i].macs] for i in ids]
+    expected = {i for i, k in zip(ids, non_dominated_mask(np.array(pts)), strict=True) if k}
+    assert set(fn.front) == expected
+    judged = 0
+    for cid, lines in fn.history.items():
+        line = lines[-1]
+        if line.candidate_id != cid or not line.delta:
+            continue
+        parent = fn.archive[cid].parents[0]
+        assert line.delta["val_acc"] == pytest.approx(
+            rungs[cid][0].val_acc - rungs[parent][0].val_acc)
+        judged += max(rungs[parent]) > 0  # the parent had been promoted by now or later
+    assert judged >= 1

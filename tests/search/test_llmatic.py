@@ -183,3 +183,23 @@ def test_resume_reuses_stored_proposals_without_calling_the_mutator(tmp_path):
     with RunStore(tmp_path / "cut", create=False) as st:
         new = [c for c in st.candidates() if c.id >= stored]
     assert again.calls == sum(c.operator in ("mutate", "crossover") for c in new)
+
+
+def test_update_replaces_a_stale_elite_with_the_higher_rung_result():
+    """Multi-fidelity: two networks in one niche; the rung-0 elite is promoted and scores
+    lower at the higher rung, so the niche's elite must become the other network."""
+    s = make(seed=0)
+    a = Candidate(id=0, arch=A, status="evaluated", evaluation=ev(0.7),
+                  strategy_data=tag(0, -1, 0.5, -1))
+    b = Candidate(id=1, arch=A, status="evaluated", evaluation=ev(0.6),
+                  strategy_data=tag(0, -1, 0.5, -1))
+    s.tell(a)
+    s.tell(b)
+    assert s.stats()["network_elites"] == 1 and s.stats()["best_val_acc"] == pytest.approx(0.7)
+    a.evaluation = ev(0.5)  # the engine updates the told object in place
+    s.update(a)
+    assert s.stats()["best_val_acc"] == pytest.approx(0.6)
+    assert s.networks.data("solution")[:, 0].astype(int).tolist() == [1]
+    b.evaluation = ev(0.8)
+    s.update(b)
+    assert s.stats()["best_val_acc"] == pytest.approx(0.8)
