@@ -19,9 +19,18 @@ from scratch, candidates that never reached the top).
     nice -n 10 python benchmarks/bench_fidelity.py --dataset fashion-mnist --subset 2000 \
         --size 7 --sf-budget 10 --seeds 3
 
+    nice -n 5 python benchmarks/bench_fidelity.py --dataset cifar10 --data-root ../shared/data \
+        --subset 3000 --size 16 --sf-budget 10 --rungs 3,9 --seeds 3 --acc-refs 0.3,0.4
+
 ``--subset N``: a class-balanced N-image subset of the training split (``bench_proxy``'s
 ``subset_npz``), for CPU-sized runs of a large dataset; ``--size S`` average-pools its images
-to S x S (crop padding 1 below 14 px).
+to S x S (crop padding 1 below 14 px). CIFAR-10 keeps its colour: ``bench_cifar``'s subset
+(N train, N/3 validation and N/3 test images, the same files as ``bench_cifar.py``).
+
+``headroom`` (per seed, in the summary): the hypervolume of the union of every top-rung net of
+both runs over single fidelity's -- how much better a front the two runs' own top-rung nets
+allow; multi-fidelity / single fidelity cannot much exceed it when, as here, both runs draw the
+same first architectures.
 """
 
 from __future__ import annotations
@@ -107,6 +116,32 @@ def top_rung_hv(run_dir: Path, acc_ref: float | None = None) -> tuple[float, int
         if c.valid:
             tracker.add_candidate(c)
     return tracker.hypervolume, len(tracker.ids)
+
+
+def headroom(single_dir: Path, multi_dir: Path) -> float:
+    """Hypervolume of the union of both runs' top-rung nets / single fidelity's (single's
+    reference box)."""
+    from archlore.search.front import FrontTracker
+    from archlore.search.objectives import get_objectives
+    from archlore.search.store import RunStore
+
+    with RunStore(single_dir, create=False) as st:
+        objs = get_objectives(st.get_meta("objectives"))
+        refs = dict(st.get_meta("hv_refs"))
+        single_nets = [c for c in st.candidates() if c.valid]
+    with RunStore(multi_dir, create=False) as st:
+        rungs = st.rungs()
+        top = max((max(r) for r in rungs.values()), default=None)
+        multi_top = [c for c in st.candidates() if c.valid and top in rungs.get(c.id, {})]
+
+    def hv(nets: list) -> float:
+        tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
+        for c in nets:
+            tracker.add_candidate(c)
+        return tracker.hypervolume
+
+    single = hv(single_nets)
+    return hv(single_nets + multi_top) / single if single else float("nan")
 
 
 def stored_single(root: Path, seed: int) -> dict:
@@ -204,6 +239,8 @@ def main() -> None:
                     help="Class-balanced N-image training subset (npz), as bench_proxy.")
     ap.add_argument("--size", type=int, default=None,
                     help="With --subset: average-pool the images down to SIZE x SIZE.")
+    ap.add_argument("--data-root", default=None,
+                    help="Where the dataset's files are (CIFAR-10: ../shared/data).")
     ap.add_argument("--timeout", type=float, default=3600,
                     help="Wall-clock seconds per evaluation (a loaded machine needs many).")
     ap.add_argument("--workers", type=int, default=2)
@@ -220,7 +257,18 @@ def main() -> None:
     if args.acc_refs:
         ACC_REFS[:] = [float(x) for x in args.acc_refs.split(",")]
     args.data = args.dataset
-    if args.subset:
+    if args.subset and args.dataset == "cifar10":
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_cifar import write_subset
+
+        npz = Path(f"/tmp/archlore-cifar10-{args.subset}-{args.size or 32}.npz")
+        if not npz.exists():
+            write_subset(args.data_root or "../shared/data", npz, args.subset,
+                         args.subset // 3, args.subset // 3, args.size or 32)
+        args.data = f"npz:{npz}"
+    elif args.subset:
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
@@ -258,6 +306,11 @@ def main() -> None:
             mf = one("multi", seed, args, root, sf["cost_s"])
             rows += [sf, mf]
 
+    run_root = args.analyse if args.analyse is not None else root
+    for s_row, m_row in zip(rows[::2], rows[1::2], strict=True):
+        sdir = (args.single_from or run_root) / f"single-{s_row['seed']}"
+        m_row["headroom"] = headroom(sdir, run_root / f"multi-{m_row['seed']}")
+
     def ms(v: list[float]) -> tuple[float, float]:
         v = [x for x in v if x == x]  # a ratio of two zero hypervolumes is NaN: left out
         if not v:
@@ -273,6 +326,7 @@ def main() -> None:
     cr = [m["cost_s"] / s["cost_s"] for s, m in zip(rows[::2], rows[1::2], strict=True)
           if s["cost_s"]]
     summary["ratio_cost_s"] = ms(cr)
+    summary["headroom"] = ms([m["headroom"] for m in rows[1::2]])
     for k in keys:
         summary[f"ratio_{k}"] = ms([m[k] / s[k] if s[k] else float("nan")
                                     for s, m in zip(rows[::2], rows[1::2], strict=True)])
