@@ -71,7 +71,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "fairnad-nolocal": ("fairnad", {"mutation": {"local": 0}, "prior_check": False}),
     "fairnad-fair": ("fairnad", {"sampler": "fair"}),
     # the round-2 default (session 4): classic start cells, prior not checked
-    "fairnad-r2": ("fairnad", {"start": "classic", "prior_check": False}),
+    "fairnad-r2": ("fairnad", {"start": "classic", "prior_check": False,
+                               "mutation": {"local": 3.0}}),
+    # the round-3 default (session 5): mixed start, prior checked, `local` weight 3
+    "fairnad-r3": ("fairnad", {"mutation": {"local": 3.0}}),
     "fairnad-pstart": ("fairnad", {"prior_start": True, "n_seeds": 7}),  # after seeing `prior`
     "fairnad-nostart": ("fairnad", {"start": "random"}),
     "fairnad-flat": ("fairnad", {"prior": "flat"}),
@@ -428,15 +431,16 @@ class Comparison:
     n: int
 
 
-def compare(rows: Sequence[dict[str, Any]], strategy: str, peers: Sequence[str]
-            ) -> list[Comparison]:
-    """Per (task, dataset, budget): ``strategy`` against its best peer, paired over seeds."""
+def compare(rows: Sequence[dict[str, Any]], strategy: str, peers: Sequence[str],
+            metric: str = "test_acc") -> list[Comparison]:
+    """Per (task, dataset, budget): ``strategy`` against its best peer, paired over seeds, on
+    ``metric`` of the selected cell (``valid_acc``: on the criterion the search selects by)."""
     from scipy import stats as st
 
     by: dict[tuple[str, str, int, str], dict[int, float]] = {}
     for r in rows:
         key = (r.get("task", "original"), r["dataset"], int(r["budget"]), r["strategy"])
-        by.setdefault(key, {})[int(r["seed"])] = float(r["test_acc"])
+        by.setdefault(key, {})[int(r["seed"])] = float(r[metric])
     out = []
     for (task, d, b, s) in sorted(k for k in by if k[3] == strategy):
         mine = by[(task, d, b, s)]

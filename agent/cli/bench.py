@@ -182,6 +182,11 @@ def nb201(
         if comps:
             parts.append(f"## {s} vs the best peer (paired over seeds)\n\n"
                          + comparison_table(comps))
+            # the same on validation, what the search selects by: a test deficit with a
+            # validation lead is the selected cell's validation-test gap, not a worse search
+            parts.append(f"## {s} vs the best peer on validation accuracy (the selection "
+                         f"criterion)\n\n"
+                         + comparison_table(compare(rows, s, peers, metric="valid_acc")))
             t = Table(title=f"{s} − best peer (mean of per-seed differences; paired t-test p)")
             for col in ("task", "dataset", "queries", "best peer", "diff", "p"):
                 t.add_column(col)

@@ -91,6 +91,24 @@ def test_cli_named_configurations_tasks_and_comparison(tmp_path):
     text = (out / "summary.md").read_text()
     assert "## task: permuted" in text and "fairnad-paper vs the best peer" in text
     assert "hypervolume (val_acc x macs)" in text
+    assert "fairnad-paper vs the best peer on validation accuracy" in text
+
+
+def test_compare_on_validation_separates_a_better_search_from_the_selected_cells_gap():
+    """A strategy that finds the best-validation cell (which tests lower) trails on test and
+    leads on validation; the comparison shows both, paired by seed."""
+    from archlore.search.bench import compare
+
+    rows = []
+    for seed in range(4):
+        rows.append({"task": "original", "dataset": "d", "budget": 50, "strategy": "fn",
+                     "seed": seed, "valid_acc": 46.73, "test_acc": 46.20})
+        rows.append({"task": "original", "dataset": "d", "budget": 50, "strategy": "rea",
+                     "seed": seed, "valid_acc": 46.50 + 0.01 * seed, "test_acc": 46.60})
+    (on_test,) = compare(rows, "fn", ["rea"])
+    (on_val,) = compare(rows, "fn", ["rea"], metric="valid_acc")
+    assert on_test.diff == pytest.approx(-0.40) and on_test.best_peer == "rea"
+    assert on_val.diff == pytest.approx(46.73 - 46.515) and on_val.p_ttest < 0.01
 
 
 def test_cli_errors_are_clear(tmp_path):
