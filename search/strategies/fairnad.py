@@ -49,72 +49,22 @@ Determinism: ``ask`` changes no state but ``asked`` (all randomness from ``self.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from archlore.knowledge.schema import Direction, Idea
 from archlore.search.feedback import IdeaStats, objective_values, outcome
 from archlore.search.pareto import crowding_distance, non_dominated_mask
-from archlore.search.prior import DEFAULT_STRENGTH, CellModel, OpPrior, randomised_ideas
+from archlore.search.prior import CellModel, OpPrior, randomised_ideas
 from archlore.search.protocol import Goal, MutationRequest, Outcome, ParentInfo
 from archlore.search.records import Candidate, Proposal
 from archlore.search.registry import register_strategy
 from archlore.search.sampler import BanditIdeaSampler, FairIdeaSampler
 from archlore.search.strategies.base import Strategy, StrategyContext
-from pydantic import BaseModel, ConfigDict, Field
+from archlore.search.strategies.fairnad_options import FairNADOptions, MutationMix
 
 OPERATORS = ("idea", "pareto", "refine", "crossover", "model", "local")
 HISTORY = 5  # lineage outcomes handed to the mutator
-
-
-class MutationMix(BaseModel):
-    """Relative weights of FairNAD's mutation types (normalised at use)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    idea: float = Field(0.4, ge=0)  # fair-idea mutation of a front parent
-    pareto: float = Field(0.3, ge=0)  # goal depends on where the parent sits on the front
-    refine: float = Field(0.15, ge=0)  # continue the most promising lineage
-    crossover: float = Field(0.15, ge=0)
-    # the cell the model's Thompson sample ranks highest among all unscored cells (spaces
-    # that can be enumerated, i.e. NB201, with a cell model; elsewhere it falls back to idea)
-    model: float = Field(0.0, ge=0)
-    # exploit: first-improvement move from the incumbent (the best cell on the quality
-    # objective): its unscored one-edge neighbour the cell model ranks highest (spaces with
-    # ``neighbours``; elsewhere it falls back to idea)
-    # (12.0: 12 of 13 proposals with the defaults above, so on NB201 FairNAD is mostly a
-    # model-ordered climb with the other types as its exploration; chosen on held-out seeds
-    # 100-119 in session 6, was 3.0, docs/nb201.md. Only NB201 has ``neighbours``, so the
-    # open space's mix does not change)
-    local: float = Field(12.0, ge=0)
-
-
-class FairNADOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    n_seeds: int = Field(6, ge=0)  # initial candidates (the space's seeds, then random)
-    mutation: MutationMix = Field(default_factory=MutationMix)
-    sampler: Literal["fair", "bandit"] = "bandit"  # "fair": the paper's sampling alone
-    floor: float = Field(0.5, ge=0, le=1)  # bandit: share of draws that are fair draws
-    # initial cells: the space's seeds, random cells, or both in turn ("mixed": a prior that
-    # misleads on this task shows at once, as classic cells losing to random ones). "auto":
-    # "mixed" where the run has a prior cell model to check against that evidence (NB201),
-    # "classic" elsewhere (chosen on held-out seeds 100-119, docs/nb201.md)
-    start: Literal["auto", "classic", "random", "mixed"] = "auto"
-    prior: Literal["knowledge", "flat"] = "knowledge"  # op prior from the ideas, or all 0
-    prior_strength: float = Field(DEFAULT_STRENGTH, gt=0)  # pseudo-observations per coefficient
-    ideas: Literal["corpus", "random"] = "corpus"  # ablation: random cell ops for every idea
-    screen: int = Field(8, ge=1)  # cost-free mutator answers screened per proposal (NB201)
-    # NB201: the first proposal is the prior's own best cell (the cell model's mean argmax
-    # before any evidence), then the start cells
-    prior_start: bool = False
-    # the prior's ranking is checked against the evidence (rank correlation) and keeps only
-    # the weight it earns; the model's noise is estimated, so exploration shrinks as it fits
-    prior_check: bool = True
-    local_order: Literal["mean", "thompson", "random"] = "mean"  # neighbour order of `local`
-    # `local` at a local optimum (every neighbour of the incumbent scored): climb on from the
-    # best cell that still has unscored neighbours, or jump to the model's pick
-    local_stuck: Literal["random", "model", "next"] = "random"
 
 
 def effect_of(idea: Idea, field: str | None) -> Direction | None:
