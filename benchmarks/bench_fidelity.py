@@ -106,16 +106,27 @@ def top_rung_hv(run_dir: Path, acc_ref: float | None = None) -> tuple[float, int
         refs = dict(st.get_meta("hv_refs"))
         if acc_ref is not None:
             refs["val_acc"] = acc_ref
+    tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
+    for c in top_rung_nets(run_dir):
+        tracker.add_candidate(c)
+    return tracker.hypervolume, len(tracker.ids)
+
+
+def top_rung_nets(run_dir: Path) -> list:
+    """The valid candidates of a run scored at the ladder's top rung, each carrying that rung's
+    own evaluation (a multi-fidelity run stopped by the cost cap may have none there); a
+    single-fidelity run: every valid candidate."""
+    from archlore.search.store import RunStore
+
+    with RunStore(run_dir, create=False) as st:
+        fid = st.get_meta("fidelity")
         rungs = st.rungs()
         cands = st.candidates()
-    top = max((max(r) for r in rungs.values()), default=None)
-    tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
-    for c in cands:
-        if rungs and top not in rungs.get(c.id, {}):
-            continue
-        if c.valid:
-            tracker.add_candidate(c)
-    return tracker.hypervolume, len(tracker.ids)
+    if not fid:
+        return [c for c in cands if c.valid]
+    top = len(fid["rungs"]) - 1
+    return [c.model_copy(update={"evaluation": rungs[c.id][top]}) for c in cands
+            if top in rungs.get(c.id, {}) and rungs[c.id][top].ok]
 
 
 def headroom(single_dir: Path, multi_dir: Path) -> float:
@@ -128,11 +139,7 @@ def headroom(single_dir: Path, multi_dir: Path) -> float:
     with RunStore(single_dir, create=False) as st:
         objs = get_objectives(st.get_meta("objectives"))
         refs = dict(st.get_meta("hv_refs"))
-        single_nets = [c for c in st.candidates() if c.valid]
-    with RunStore(multi_dir, create=False) as st:
-        rungs = st.rungs()
-        top = max((max(r) for r in rungs.values()), default=None)
-        multi_top = [c for c in st.candidates() if c.valid and top in rungs.get(c.id, {})]
+    single_nets, multi_top = top_rung_nets(single_dir), top_rung_nets(multi_dir)
 
     def hv(nets: list) -> float:
         tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
@@ -257,16 +264,20 @@ def main() -> None:
     if args.acc_refs:
         ACC_REFS[:] = [float(x) for x in args.acc_refs.split(",")]
     args.data = args.dataset
-    if args.subset and args.dataset == "cifar10":
+    if args.analyse is not None:
+        pass  # the runs are stored: no data needed
+    elif args.subset and args.dataset == "cifar10":
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
         from bench_cifar import write_subset
 
         npz = Path(f"/tmp/archlore-cifar10-{args.subset}-{args.size or 32}.npz")
-        if not npz.exists():
-            write_subset(args.data_root or "../shared/data", npz, args.subset,
+        if not npz.exists():  # written under a temporary name, then renamed: never partial
+            part = npz.with_name(f"{npz.stem}.{os.getpid()}.part.npz")
+            write_subset(args.data_root or "../shared/data", part, args.subset,
                          args.subset // 3, args.subset // 3, args.size or 32)
+            os.replace(part, npz)
         args.data = f"npz:{npz}"
     elif args.subset:
         import sys

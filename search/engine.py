@@ -336,13 +336,17 @@ class SearchEngine:
 
     def _tell(self, cand: Candidate) -> None:
         top_ev = None
-        if self.fid is not None and cand.status != "duplicate":
+        if self.fid is not None and cand.status != "duplicate" and cand.evaluation is not None:
             stored = self.stored_rungs.get(cand.id) or {}
-            if 0 in stored and max(stored) > 0 and cand.evaluation is not None \
-                    and cand.evaluation.metrics.get("rung", 0) > 0:
-                # resume: the row holds the highest rung; the strategy is told rung 0 and then
-                # updated, the same sequence as in the interrupted run
-                top_ev, cand.evaluation = cand.evaluation, stored[0]
+            higher = [k for k, e in stored.items() if k > 0 and self._values(e) is not None]
+            if 0 in stored and higher:
+                # resume: the strategy is told rung 0 and then updated, the same sequence as in
+                # the interrupted run. The rungs table is the record: a stop between a rung's
+                # insert and the row's update leaves the row one rung behind, mended here.
+                top_ev = stored[max(higher)]
+                if cand.evaluation.metrics.get("rung", 0) != max(higher):
+                    cand.evaluated_at = self.store.set_evaluation(cand.id, top_ev)
+                cand.evaluation = stored[0]
         self.strategy.tell(cand)
         if top_ev is not None:
             cand.evaluation = top_ev

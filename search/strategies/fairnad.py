@@ -128,7 +128,10 @@ class FairNAD(Strategy):
         self.idea_stats = IdeaStats()
         self.archive: dict[int, Candidate] = {}
         self.front: list[int] = []
-        self.told_values: dict[int, dict[str, float]] = {}  # values at tell time (rung 0)
+        # tell-time (rung-0) values and evaluations: what a child is compared with, so that a
+        # multi-fidelity run never judges it against its parent's longer training
+        self.told_values: dict[int, dict[str, float]] = {}
+        self.told_eval: dict[int, Any] = {}
         self.history: dict[int, list[Outcome]] = {}
         self.op_counts: dict[str, dict[str, int]] = {}
         self._seeds: list[Any] | None = None
@@ -344,7 +347,9 @@ class FairNAD(Strategy):
 
     def _parent_info(self, cid: int) -> ParentInfo:
         c = self.archive[cid]
-        return ParentInfo(candidate_id=cid, code=c.code or "", arch=c.arch, evaluation=c.evaluation,
+        # the parent as it was told (rung 0): the rung its child will be scored and judged at
+        return ParentInfo(candidate_id=cid, code=c.code or "", arch=c.arch,
+                          evaluation=self.told_eval.get(cid, c.evaluation),
                           history=list(self.history.get(cid, []))[-HISTORY:])
 
     def _idea_chunks(self, idea: Idea | None) -> list[str]:
@@ -364,9 +369,11 @@ class FairNAD(Strategy):
         assert vals is not None  # only valid candidates enter the front
         return vals
 
-    def _points(self, ids: list[int]) -> np.ndarray:
-        return np.array([[o.minimised(self._values(i)[o.name]) for o in self.objectives]
-                         for i in ids], dtype=float)
+    def _points(self, ids: list[int], told: bool = False) -> np.ndarray:
+        """Minimised objective values of ``ids``: current (highest rung) or at tell time."""
+        vals = [self.told_values[i] if told else self._values(i) for i in ids]
+        return np.array([[o.minimised(v[o.name]) for o in self.objectives] for v in vals],
+                        dtype=float)
 
     def _tournament(self, rng: np.random.Generator, n: int) -> list[int]:
         """``n`` distinct front members, each the less crowded of two random ones."""
@@ -395,7 +402,7 @@ class FairNAD(Strategy):
         q, cost = self.quality, self.cost
         by_cost = sorted(self.front, key=lambda i: self.cost.minimised(self._values(i)[cost.name]))
         pos = by_cost.index(parent)
-        vals = self._values(parent)
+        vals = self.told_values[parent]  # the floor at the rung the child is scored at
         if pos < len(by_cost) / 2:  # cheap parent: gain quality within a cost budget
             nxt = self._values(by_cost[pos + 1])[cost.name] if pos + 1 < len(by_cost) else None
             budget = min(x for x in (nxt, self._cap(), 2 * vals[cost.name]) if x is not None)
@@ -418,6 +425,7 @@ class FairNAD(Strategy):
         c = candidate
         self.archive[c.id] = c
         mine = objective_values(c, self.objectives)
+        self.told_eval[c.id] = c.evaluation
         if mine is not None:
             self.told_values[c.id] = dict(mine)
         on_front = False
@@ -425,7 +433,8 @@ class FairNAD(Strategy):
             ids = self.front + [c.id]
             keep = non_dominated_mask(self._points(ids))
             self.front = [i for i, k in zip(ids, keep, strict=True) if k]
-            on_front = bool(keep[-1])
+            # the credit "entered the front" at one rung: against the members' tell-time values
+            on_front = bool(non_dominated_mask(self._points(ids, told=True))[-1])
         parent = self.archive.get(c.parents[0]) if c.parents else None
         # the parent at the rung the child was told at: a promoted parent's longer training
         # would make every child look worse (multi-fidelity; the same values otherwise)
@@ -467,9 +476,10 @@ class FairNAD(Strategy):
     def update(self, candidate: Candidate) -> None:
         """Multi-fidelity: ``candidate`` reached a higher rung. The front is rebuilt from every
         told candidate's highest-rung values (a promotion can push a member off it or bring one
-        back), so Pareto tournaments draw parents from the highest-rung front. Idea rewards,
-        lineage outcomes and the ``local`` climb's ranking keep their tell-time values: each
-        compares a child with its parent at the same rung (see ``LocalSearch``)."""
+        back), so Pareto tournaments draw parents from the highest-rung front. Everything that
+        compares a child with its parent or with the front keeps tell-time (rung-0) values:
+        idea rewards, front-entry credit, lineage outcomes, the parent and the Pareto goal
+        handed to the mutator, and the ``local`` climb's ranking (see ``LocalSearch``)."""
         mine = objective_values(candidate, self.objectives)
         if mine is None or candidate.id not in self.archive:
             return

@@ -110,6 +110,10 @@ class LLMatic(Strategy):
         centroids = _centroids(niches)
         common = dict(ranges=[(0.0, 1.0), (0.0, 1.0)], centroids=centroids)
         self.networks = CVTArchive(solution_dim=1, **common)
+        # multi-fidelity: the same archive at tell-time (rung-0) values, for the "added" credit
+        # of prompts and curiosity, so a newcomer is never judged against promoted elites
+        # (single fidelity: identical to ``networks``)
+        self.networks_told = CVTArchive(solution_dim=1, **common)
         self.prompt_archive = CVTArchive(solution_dim=2, **common)
         self.archs: dict[int, tuple[str, str | None]] = {}  # candidate id -> (arch, code)
         self.scored: dict[int, tuple[float, list[float]]] = {}  # id -> (fitness, measures)
@@ -235,8 +239,10 @@ class LLMatic(Strategy):
             added = False
             if trainable:
                 self.archs[candidate.id] = (candidate.arch or "", candidate.code)
-                self.scored[candidate.id] = (fitness, self._measures(candidate))
-                res = self.networks.add_single([candidate.id], fitness, self._measures(candidate))
+                meas = self._measures(candidate)
+                self.scored[candidate.id] = (fitness, meas)
+                self.networks.add_single([candidate.id], fitness, meas)
+                res = self.networks_told.add_single([candidate.id], fitness, meas)
                 added = int(res["status"]) > 0
                 self.gen_best[gen] = max(self.gen_best.get(gen, -math.inf), fitness)
         self.added += added
@@ -263,18 +269,25 @@ class LLMatic(Strategy):
                 self.curiosity.setdefault(new_cell, self.curiosity.get(cell, 0.0) + delta)
 
     def update(self, candidate: Candidate) -> None:
-        """Multi-fidelity: a network's fitness becomes its higher-rung result. The network
-        archive is rebuilt from every scored network (id order, as told), so each niche's elite
-        is the best at the highest rung each member reached; a stale rung-0 elite cannot keep a
-        niche. The prompt archive keeps its tell-time credit."""
+        """Multi-fidelity: a network's fitness becomes its higher-rung result, so each niche's
+        elite (what parents are drawn from) is the best at the highest rung its members
+        reached. A better score is one insertion; an elite whose score dropped makes the
+        archive be rebuilt from every scored network (id order, as told), since another member
+        may now hold its niche. The "added" credit keeps its tell-time archive."""
         vals = self.values(candidate)
         if vals is None or candidate.id not in self.scored:
             return
-        self.scored[candidate.id] = (-self.minimised(vals)[0], self.scored[candidate.id][1])
+        old, meas = self.scored[candidate.id]
+        new = -self.minimised(vals)[0]
+        self.scored[candidate.id] = (new, meas)
+        occupied, elite = self.networks.retrieve_single(meas)
+        if not (occupied and int(elite["solution"][0]) == candidate.id and new < old):
+            self.networks.add_single([candidate.id], new, meas)
+            return
         self.networks.clear()
         for cid in sorted(self.scored):
-            fit, meas = self.scored[cid]
-            self.networks.add_single([cid], fit, meas)
+            fit, m = self.scored[cid]
+            self.networks.add_single([cid], fit, m)
 
     def _measures(self, cand: Candidate) -> list[float]:
         ev = cand.evaluation

@@ -258,6 +258,32 @@ def test_resumed_strategy_is_told_rung_0_and_updated_as_in_the_original_run(tmp_
         assert pop[cid] == pytest.approx(r[max(r)].val_acc)
 
 
+def test_resume_mends_a_row_left_one_rung_behind_by_a_stop(tmp_path, monkeypatch):
+    """A stop between a promotion's rung insert and the row's update leaves the row at the
+    lower rung; on resume the rungs table wins: the row, the front and the strategy hold
+    the highest valid rung."""
+    log = _recording_rea(monkeypatch)
+    res, _ = _run(tmp_path, _rea_cfg("mf-mend"), stop_after=14)
+    assert res.status == "interrupted"
+    with RunStore(tmp_path / "mf-mend", create=False) as st:
+        rungs = st.rungs()
+        promoted = [c for c, r in rungs.items() if max(r) > 0 and r[max(r)].ok]
+        assert promoted
+        behind = promoted[0]
+        st.set_evaluation(behind, rungs[behind][max(rungs[behind]) - 1])  # the crash window
+    log["inst"].clear()
+    res, _ = _run(tmp_path, _rea_cfg("mf-mend"), resume=True)
+    assert res.status == "finished"
+    with RunStore(tmp_path / "mf-mend", create=False) as st:
+        rungs = st.rungs()
+        row = {c.id: c for c in st.candidates()}[behind]
+    top = max(k for k, e in rungs[behind].items() if e.ok)
+    assert row.evaluation.metrics["rung"] == top
+    assert row.evaluation.val_acc == rungs[behind][top].val_acc
+    pop = {cid: fit for cid, _, fit in log["inst"][0].population}
+    assert pop[behind] == pytest.approx(rungs[behind][top].val_acc)
+
+
 def test_fairnad_fronts_the_highest_rung_and_judges_children_at_the_parents_rung(
         tmp_path, monkeypatch):
     """FairNAD in a multi-fidelity run: its front is the non-dominated set of every candidate's
@@ -300,3 +326,12 @@ def test_fairnad_fronts_the_highest_rung_and_judges_children_at_the_parents_rung
             rungs[cid][0].val_acc - rungs[parent][0].val_acc)
         judged += max(rungs[parent]) > 0  # the parent had been promoted by now or later
     assert judged >= 1
+    # what the mutator is handed about a parent is at the rung its child is scored at
+    for cid in fn.archive:
+        if rungs.get(cid) and rungs[cid][0].ok:
+            assert fn._parent_info(cid).evaluation.val_acc == rungs[cid][0].val_acc
+    promoted_front = [i for i in fn.front if max(rungs[i]) > 0]
+    assert promoted_front
+    goal, _ = fn._pareto_goal(promoted_front[0])
+    floor = (goal.floors or {}).get("val_acc")
+    assert floor is None or floor == rungs[promoted_front[0]][0].val_acc

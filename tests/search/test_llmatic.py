@@ -203,3 +203,9 @@ def test_update_replaces_a_stale_elite_with_the_higher_rung_result():
     b.evaluation = ev(0.8)
     s.update(b)
     assert s.stats()["best_val_acc"] == pytest.approx(0.8)
+    a.evaluation = ev(0.9)  # a non-elite member overtakes the elite
+    s.update(a)
+    assert s.networks.data("solution")[:, 0].astype(int).tolist() == [0]
+    assert s.stats()["best_val_acc"] == pytest.approx(0.9)
+    # the "added" credit is judged at tell time: that archive still holds rung-0 values
+    assert s.networks_told.data("objective").tolist() == pytest.approx([0.7])
