@@ -163,8 +163,20 @@ class FairNAD(Strategy):
                 return fallback
         return prop
 
+    def _mix(self) -> list[float]:
+        """The mutation-type probabilities now: with ``knowledge_floor`` and a checked prior,
+        the knowledge-driven types shrink as the evidence contradicts the knowledge."""
+        w = [self.mix[o] for o in OPERATORS]
+        floor = self.opts.knowledge_floor
+        if floor is None or self.model is None or not self.opts.prior_check:
+            return w
+        f = max(self.model.prior_factor(), floor)
+        w = [x * f if o in ("idea", "pareto", "refine", "crossover") else x
+             for o, x in zip(OPERATORS, w, strict=True)]
+        return [x / sum(w) for x in w]
+
     def _propose_mutation(self, rng: np.random.Generator, force: str | None = None) -> Proposal:
-        op = force or str(rng.choice(OPERATORS, p=[self.mix[o] for o in OPERATORS]))
+        op = force or str(rng.choice(OPERATORS, p=self._mix()))
         if op == "local":
             prop = self._local_pick(rng)
             if prop is not None:

@@ -58,3 +58,7 @@ class FairNADOptions(BaseModel):
     # `local` at a local optimum (every neighbour of the incumbent scored): climb on from the
     # best cell that still has unscored neighbours, or jump to the model's pick
     local_stuck: Literal["random", "model", "next"] = "random"
+    # with a checked prior: the knowledge-driven types (idea, pareto, refine, crossover) keep
+    # the share the prior's agreement with the evidence earns, at least this fraction of their
+    # weight (None: a fixed mix)
+    knowledge_floor: float | None = Field(None, ge=0, le=1)

@@ -216,3 +216,37 @@ def test_fairnad_tells_the_mutator_which_neighbours_of_the_parent_are_scored(tmp
         assert set(req.avoid) <= nbrs and set(req.avoid) <= scored_before
         checked += bool(req.avoid)
     assert checked >= 5  # a climbing run keeps meeting scored neighbours
+
+
+def test_knowledge_floor_shrinks_the_knowledge_driven_types_when_the_prior_is_contradicted():
+    """``knowledge_floor``: on the misleading-prior task the prior's agreement with the
+    evidence falls, and so does the share of the idea / pareto / refine / crossover types
+    (never below the floor); without the option the mix stays fixed."""
+    from archlore.search.bench import open_task_table
+    from archlore.search.records import Candidate
+    from archlore.search.registry import STRATEGIES
+    from archlore.search.spaces.nb201 import NB201Space
+    from archlore.search.strategies.base import StrategyContext
+    from archlore.search.strategies.fairnad import OPERATORS
+
+    KNOWLEDGE_TYPES = ("idea", "pareto", "refine", "crossover")
+
+    def run(options):
+        ctx = StrategyContext(space=NB201Space(), seed=0, mutator=make_mutator("offline"),
+                              options=options)
+        s = STRATEGIES.get("fairnad")(ctx)
+        table = open_task_table(table_path(), "cifar10", task="permuted")
+        for i in range(30):
+            (p,) = s.ask(1)
+            c = Candidate(id=i, **p.model_dump())
+            c.status, c.evaluation = "evaluated", table.evaluate(p.arch)
+            s.tell(c)
+        mix = dict(zip(OPERATORS, s._mix(), strict=True))
+        return s, sum(mix[o] for o in KNOWLEDGE_TYPES)
+
+    fixed_s, fixed = run({})
+    checked_s, checked = run({"knowledge_floor": 0.1})
+    assert fixed == pytest.approx(sum(fixed_s.mix[o] for o in KNOWLEDGE_TYPES))
+    assert checked_s.model.prior_factor() < 0.5  # the evidence contradicts the prior here
+    assert checked < fixed
+    assert checked >= 0.1 * fixed / (0.1 * fixed + (1 - fixed)) - 1e-12
