@@ -40,6 +40,7 @@ import json
 import os
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -97,17 +98,23 @@ def spending(db: Path, n_rungs: int) -> dict:
 def top_rung_hv(run_dir: Path, acc_ref: float | None = None) -> tuple[float, int]:
     """Hypervolume (and size) of the front among candidates scored at the top rung, from the
     run store alone; ``acc_ref`` replaces the accuracy reference (the saved MACs one is kept)."""
+    return front_hv(run_dir, top_rung_nets(run_dir), acc_ref)
+
+
+def front_hv(box_dir: Path, nets: list, acc_ref: float | None = None) -> tuple[float, int]:
+    """Hypervolume (and size) of the front of ``nets`` in the reference box of the run in
+    ``box_dir`` (``acc_ref`` replaces its accuracy reference)."""
     from archlore.search.front import FrontTracker
     from archlore.search.objectives import get_objectives
     from archlore.search.store import RunStore
 
-    with RunStore(run_dir, create=False) as st:
+    with RunStore(box_dir, create=False) as st:
         objs = get_objectives(st.get_meta("objectives"))
         refs = dict(st.get_meta("hv_refs"))
-        if acc_ref is not None:
-            refs["val_acc"] = acc_ref
+    if acc_ref is not None:
+        refs["val_acc"] = acc_ref
     tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
-    for c in top_rung_nets(run_dir):
+    for c in nets:
         tracker.add_candidate(c)
     return tracker.hypervolume, len(tracker.ids)
 
@@ -132,23 +139,10 @@ def top_rung_nets(run_dir: Path) -> list:
 def headroom(single_dir: Path, multi_dir: Path) -> float:
     """Hypervolume of the union of both runs' top-rung nets / single fidelity's (single's
     reference box)."""
-    from archlore.search.front import FrontTracker
-    from archlore.search.objectives import get_objectives
-    from archlore.search.store import RunStore
-
-    with RunStore(single_dir, create=False) as st:
-        objs = get_objectives(st.get_meta("objectives"))
-        refs = dict(st.get_meta("hv_refs"))
-    single_nets, multi_top = top_rung_nets(single_dir), top_rung_nets(multi_dir)
-
-    def hv(nets: list) -> float:
-        tracker = FrontTracker(objs, [refs.get(o.name) for o in objs])
-        for c in nets:
-            tracker.add_candidate(c)
-        return tracker.hypervolume
-
-    single = hv(single_nets)
-    return hv(single_nets + multi_top) / single if single else float("nan")
+    single_nets = top_rung_nets(single_dir)
+    single = front_hv(single_dir, single_nets)[0]
+    both = front_hv(single_dir, single_nets + top_rung_nets(multi_dir))[0]
+    return both / single if single else float("nan")
 
 
 def stored_single(root: Path, seed: int) -> dict:
@@ -264,12 +258,10 @@ def main() -> None:
     if args.acc_refs:
         ACC_REFS[:] = [float(x) for x in args.acc_refs.split(",")]
     args.data = args.dataset
+    sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmarks' subset writers
     if args.analyse is not None:
         pass  # the runs are stored: no data needed
     elif args.subset and args.dataset == "cifar10":
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).parent))
         from bench_cifar import write_subset
 
         npz = Path(f"/tmp/archlore-cifar10-{args.subset}-{args.size or 32}.npz")
@@ -280,9 +272,6 @@ def main() -> None:
             os.replace(part, npz)
         args.data = f"npz:{npz}"
     elif args.subset:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).parent))
         from bench_proxy import subset_npz
 
         args.data = subset_npz(

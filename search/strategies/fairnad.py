@@ -64,6 +64,7 @@ from archlore.search.strategies.base import Strategy, StrategyContext
 from archlore.search.strategies.fairnad_options import FairNADOptions, MutationMix
 
 OPERATORS = ("idea", "pareto", "refine", "crossover", "model", "local")
+KNOWLEDGE_TYPES = ("idea", "pareto", "refine", "crossover")  # driven by the ideas' knowledge
 HISTORY = 5  # lineage outcomes handed to the mutator
 
 
@@ -171,7 +172,7 @@ class FairNAD(Strategy):
         if floor is None or self.model is None or not self.opts.prior_check:
             return w
         f = max(self.model.prior_factor(), floor)
-        w = [x * f if o in ("idea", "pareto", "refine", "crossover") else x
+        w = [x * f if o in KNOWLEDGE_TYPES else x
              for o, x in zip(OPERATORS, w, strict=True)]
         return [x / sum(w) for x in w]
 

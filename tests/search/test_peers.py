@@ -227,9 +227,7 @@ def test_knowledge_floor_shrinks_the_knowledge_driven_types_when_the_prior_is_co
     from archlore.search.registry import STRATEGIES
     from archlore.search.spaces.nb201 import NB201Space
     from archlore.search.strategies.base import StrategyContext
-    from archlore.search.strategies.fairnad import OPERATORS
-
-    KNOWLEDGE_TYPES = ("idea", "pareto", "refine", "crossover")
+    from archlore.search.strategies.fairnad import KNOWLEDGE_TYPES, OPERATORS
 
     def run(options):
         ctx = StrategyContext(space=NB201Space(), seed=0, mutator=make_mutator("offline"),
