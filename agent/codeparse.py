@@ -23,6 +23,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from archlore.evaluator.policy import parse_source
+
 FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 BLOCK_RE = re.compile(
     r"^[ \t]*<{5,9} ?SEARCH[^\n]*\n(.*?)^[ \t]*={5,9}[ \t]*\n(.*?)^[ \t]*>{5,9} ?REPLACE[^\n]*$",
@@ -183,7 +185,7 @@ def extract_code(text: str, class_name: str = "Net") -> str:
     with_any = [c for c in candidates if re.search(r"^\s*class\s+\w*Net\w*\s*\(", c[0], re.M)]
     code, closed = (with_net or with_any or candidates)[-1]
     try:
-        tree = ast.parse(code)
+        tree = parse_source(code)
     except SyntaxError as e:
         if not closed or _looks_truncated(code, e):
             raise CodeParseError(
@@ -353,7 +355,7 @@ def normalized(code: str) -> str | None:
     dropped (so a child that only rewrote comments, e.g. the ``# archlore-spec:`` header, or
     re-indented compares equal to its parent). None when the code does not parse."""
     try:
-        tree = ast.parse(code)
+        tree = parse_source(code)
     except SyntaxError:
         return None
     _drop_docstrings(tree)
@@ -363,7 +365,7 @@ def normalized(code: str) -> str | None:
 def _net_closure(code: str) -> str:
     """``code`` cut down to Net and what it uses (unused helpers do not change behaviour)."""
     try:
-        return prune_to_net(ast.parse(code), "Net", None)
+        return prune_to_net(parse_source(code), "Net", None)
     except (SyntaxError, CodeParseError):
         return code
 
@@ -379,7 +381,7 @@ def compact_code(code: str) -> str:
     """The same network in fewer tokens, for prompts: docstrings, comments and definitions
     Net does not use are dropped (``ast.unparse`` layout). Unparseable code comes back as is."""
     try:
-        tree = ast.parse(code)
+        tree = parse_source(code)
     except SyntaxError:
         return code
     _drop_docstrings(tree)
@@ -433,7 +435,7 @@ def merge_parent_context(child: str, parent: str) -> tuple[str, list[str]]:
     too). Small models often answer with ``class Net`` alone. Returns (code, names added);
     the code is unchanged when nothing is missing or either side does not parse."""
     try:
-        ctree, ptree = ast.parse(child), ast.parse(parent)
+        ctree, ptree = parse_source(child), parse_source(parent)
     except SyntaxError:
         return child, []
     pbind = _module_bindings(ptree)
@@ -480,7 +482,7 @@ def merge_parent_context(child: str, parent: str) -> tuple[str, list[str]]:
         pieces += ["", ""] + "\n\n\n".join(others).splitlines() + [""]
     merged = "\n".join(pieces + tail).strip("\n") + "\n"
     try:
-        ast.parse(merged)
+        parse_source(merged)
     except SyntaxError:
         return child, []
     return merged, added

@@ -17,7 +17,6 @@ changes or JSON space edits). The prompt blocks every template fills: ``agent/ll
 
 from __future__ import annotations
 
-import ast
 import random
 from collections.abc import Callable
 from typing import Literal
@@ -53,6 +52,7 @@ from archlore.agent.llm_prompting import (
     _task_line,
 )
 from archlore.agent.prompt_budget import answer_cap, estimate_tokens, fit_values, messages_tokens
+from archlore.evaluator.policy import parse_source
 from archlore.knowledge.schema import Idea
 from archlore.search.protocol import Constraints, MutationRequest, MutationResult, ParentInfo, Usage
 
@@ -506,7 +506,7 @@ def _move_name(edits: list) -> str:
 
 def _finalize(code: str) -> str:
     try:
-        tree = ast.parse(code)
+        tree = parse_source(code)
     except SyntaxError as e:
         raise CodeParseError(f"after applying the edits: syntax error at line {e.lineno}: "
                              f"{e.msg}: {(e.text or '').strip()[:80]!r}") from e
@@ -519,7 +519,7 @@ def _policy_error(code: str) -> str | None:
         from archlore.evaluator import policy
     except ImportError:
         try:
-            ast.parse(code)
+            parse_source(code)
         except SyntaxError as e:
             return f"syntax error at line {e.lineno}: {e.msg}"
         return None

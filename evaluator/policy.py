@@ -13,6 +13,7 @@ worker's OS-level containment (evaluator.sandbox) must hold even when this gate 
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 
 ALLOWED_IMPORTS = frozenset({
@@ -308,13 +309,26 @@ class _Checker(ast.NodeVisitor):
             self._bind(node, name)
 
 
+_AST_LOCK = threading.Lock()
+
+
+def parse_source(code: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse`` under one process-wide lock. CPython 3.11 keeps the AST constructor's
+    recursion depth in interpreter-wide state, so two threads parsing at once (the pool's
+    evaluation threads, the engine's novelty check) can fail with a spurious ``SystemError:
+    AST constructor recursion depth mismatch`` (python/cpython#106905; seen here on 3.11.7).
+    Every parse in archlore goes through this."""
+    with _AST_LOCK:
+        return ast.parse(code, filename=filename)
+
+
 def check_source(code: str) -> list[PolicyViolation]:
     """All violations of the static policy in ``code`` (empty list: accepted).
 
     Also checks the candidate contract's shape: a module-level ``class Net``.
     """
     try:
-        tree = ast.parse(code, filename="candidate.py")
+        tree = parse_source(code, filename="candidate.py")
     except SyntaxError as exc:
         return [PolicyViolation(exc.lineno or 0, "syntax-error", exc.msg or "invalid syntax")]
     except ValueError as exc:  # e.g. null bytes in the source

@@ -24,6 +24,7 @@ import re
 import zlib
 
 import numpy as np
+from archlore.evaluator.policy import parse_source
 from datasketch import MinHash, MinHashLSH
 
 _KEEP = set(dir(builtins)) | set(keyword.kwlist) | {"self", "super"}
@@ -63,7 +64,7 @@ def canonical_tokens(code: str) -> list[str]:
     dropped and the code's own names renamed ``v0, v1, ...`` by first use. Unparseable code
     falls back to its whitespace-split words (the evaluator rejects it anyway)."""
     try:
-        tree = ast.parse(code)
+        tree = parse_source(code)
     except (SyntaxError, ValueError):
         return code.split()
     out: list[str] = []
